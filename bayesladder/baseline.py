@@ -1,0 +1,108 @@
+"""The paper's method (Bhagia et al. 2024) as a point-fit baseline: two least-squares steps, chained.
+
+Step 1: L(N, D) = exp(a - alpha ln N) + exp(b - beta ln D) + E on one point per run, Huber loss on
+log residuals. Step 2: Acc(L) = A / (1 + exp(-k (L - L0))) + B on every (smoothed) checkpoint plus
+the anchor (L = 0, Acc = 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.optimize import curve_fit, minimize
+
+from bayesladder.ladder import final_points, step2_checkpoints, trailing_moving_average
+
+HUBER_DELTA = 1e-3
+STEP1_START = (3.0, 6.0, 0.1, 0.2, 1.0)  # a, b, alpha, beta, E
+STEP2_START = (-1.0, 0.9, 3.0, 1.0)  # A, L0, k, B
+STEP2_BOUNDS = ([-1.0, 0.0, 0.0, 0.0], [0.0, np.inf, np.inf, 1.0])
+SMOOTHING_WINDOW = 5
+
+
+@dataclass(frozen=True)
+class TaskFit:
+    step1: tuple[float, ...]  # a, b, alpha, beta, E
+    step2: tuple[float, ...]  # A, L0, k, B
+
+    def loss(self, n_params, tokens):
+        return power_law(np.log(n_params), np.log(tokens), *self.step1)
+
+    def accuracy(self, loss):
+        return sigmoid(loss, *self.step2)
+
+
+def power_law(log_n, log_d, a, b, alpha, beta, e):
+    return np.exp(a - alpha * log_n) + np.exp(b - beta * log_d) + e
+
+
+def sigmoid(loss, a, l0, k, b):
+    return a / (1 + np.exp(-k * (loss - l0))) + b
+
+
+def fit_step1(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray) -> tuple[float, ...]:
+    """Huber (delta 1e-3) on log residuals, L-BFGS-B from the paper's start, all parameters >= 0."""
+    log_n, log_d, log_y = np.log(n_params), np.log(tokens), np.log(loss)
+
+    def objective(p):
+        a, b, alpha, beta, e = p
+        term_n = np.exp(a - alpha * log_n)
+        term_d = np.exp(b - beta * log_d)
+        pred = term_n + term_d + e
+        r = np.log(pred) - log_y
+        small = np.abs(r) <= HUBER_DELTA
+        value = np.where(small, 0.5 * r**2, HUBER_DELTA * (np.abs(r) - 0.5 * HUBER_DELTA)).sum()
+        dr = np.where(small, r, HUBER_DELTA * np.sign(r)) / pred
+        grad = np.array([
+            (dr * term_n).sum(), (dr * term_d).sum(),
+            (dr * -log_n * term_n).sum(), (dr * -log_d * term_d).sum(), dr.sum(),
+        ])  # fmt: skip
+        return value, grad
+
+    result = minimize(
+        objective, STEP1_START, jac=True, method="L-BFGS-B", bounds=[(0, None)] * 5,
+        options={"maxiter": 1_000_000, "ftol": 0.0, "gtol": 0.0},
+    )  # fmt: skip
+    return tuple(float(v) for v in result.x)
+
+
+def step2_points(ds: xr.Dataset, runs: list[str], task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every kept checkpoint of ``runs``, smoothed by a trailing 5-point moving average per run."""
+    losses, accs = [], []
+    for run in runs:
+        _, loss, acc = step2_checkpoints(ds, run, task)
+        losses.append(trailing_moving_average(loss, SMOOTHING_WINDOW))
+        accs.append(trailing_moving_average(acc, SMOOTHING_WINDOW))
+    return np.concatenate(losses), np.concatenate(accs)
+
+
+def fit_step2(loss: np.ndarray, accuracy: np.ndarray) -> tuple[float, ...]:
+    """Least squares with the anchor point (L = 0, Acc = 1) appended."""
+    x = np.append(loss, 0.0)
+    y = np.append(accuracy, 1.0)
+    params, _ = curve_fit(sigmoid, x, y, p0=STEP2_START, bounds=STEP2_BOUNDS, maxfev=1_000_000)
+    return tuple(float(v) for v in params)
+
+
+def fit(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> dict[str, TaskFit]:
+    """Both steps for every task, on the given ladder runs."""
+    finals = final_points(ds, runs)
+    fits = {}
+    for task in tasks:
+        points = finals[finals["task"] == task]
+        step1 = fit_step1(points["n_params"].values, points["tokens"].values, points["task_loss"].values)
+        step2 = fit_step2(*step2_points(ds, runs, task))
+        fits[task] = TaskFit(step1, step2)
+    return fits
+
+
+def predict(fits: dict[str, TaskFit], n_params: float, tokens: float) -> pd.DataFrame:
+    """Chained prediction per task: task loss from step 1, accuracy from step 2 at that loss."""
+    rows = []
+    for task, f in fits.items():
+        loss = float(f.loss(n_params, tokens))
+        rows.append(dict(task=task, loss=loss, accuracy=float(f.accuracy(loss))))
+    return pd.DataFrame.from_records(rows)

@@ -1,0 +1,128 @@
+"""The ``bayesladder`` command line: thin commands over the library; errors become one line and exit 1."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bayesladder.errors import BayesLadderError
+
+app = typer.Typer(help="Predict a large model's downstream task scores from a ladder of small models.", no_args_is_help=True)
+import_app = typer.Typer(help="Turn other tools' logs into a ladder dataset (netCDF).", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print only a JSON list of records.")]
+DataOption = Annotated[Path, typer.Option("--data", help="Ladder dataset (netCDF) made by 'bayesladder import'.")]
+LadderOption = Annotated[Optional[str], typer.Option("--ladder", help="Named ladder preset, e.g. 'paper'.")]
+SizesOption = Annotated[Optional[list[str]], typer.Option("--sizes", help="Sizes to fit on (repeat or comma-separate).")]
+LengthsOption = Annotated[Optional[list[str]], typer.Option("--lengths", help="Lengths to fit on (repeat or comma-separate).")]
+TasksOption = Annotated[str, typer.Option("--tasks", help="'all' or a comma-separated list of task names.")]
+
+
+def reports_errors(command):
+    """Turn a BayesLadderError into one line on stderr and exit code 1 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BayesLadderError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def split_list(values: list[str] | None) -> list[str] | None:
+    """Options may be repeated or comma-separated: ['1B,3B', '7B'] -> ['1B', '3B', '7B']."""
+    if not values:
+        return None
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def resolve_tasks(ds, tasks: str) -> list[str]:
+    known = [str(t) for t in ds["task"].values]
+    if tasks.strip() == "all":
+        return known
+    wanted = split_list([tasks]) or []
+    unknown = [t for t in wanted if t not in known]
+    if unknown:
+        raise BayesLadderError(f"unknown task(s) {', '.join(unknown)}; the dataset has {', '.join(known)}")
+    return wanted
+
+
+@import_app.command("olmo-ladder")
+@reports_errors
+def import_olmo_ladder(
+    directory: Annotated[Optional[Path], typer.Argument(help="Folder with the OLMo-ladder CSV files.")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Ladder dataset to write.")] = Path("ladder.nc"),
+    download: Annotated[bool, typer.Option("--download", help="Fetch the files from the public OLMo-ladder repository (SHA-256 verified).")] = False,
+) -> None:
+    """Import the OLMo-ladder W&B exports (Bhagia et al. 2024)."""
+    from bayesladder import schema
+    from bayesladder.importers import olmo_ladder
+
+    if download == (directory is not None):
+        raise BayesLadderError("give either a folder of OLMo-ladder CSV files or --download")
+    ds = olmo_ladder.import_dir(olmo_ladder.download() if download else directory)
+    schema.write(ds, output)
+    typer.echo(f"wrote {output}: {ds.sizes['run']} runs, {ds.sizes['task']} tasks", err=True)
+
+
+@import_app.command("csv")
+@reports_errors
+def import_csv(
+    file: Annotated[Path, typer.Argument(help="Long CSV: one row per run x checkpoint x task.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Ladder dataset to write.")] = Path("ladder.nc"),
+) -> None:
+    """Import a long CSV (columns run, n_params, tokens, task, task_loss, accuracy; see the README)."""
+    from bayesladder import schema
+    from bayesladder.importers import long_csv
+
+    ds = long_csv.import_file(file)
+    schema.write(ds, output)
+    typer.echo(f"wrote {output}: {ds.sizes['run']} runs, {ds.sizes['task']} tasks", err=True)
+
+
+@app.command()
+@reports_errors
+def baseline(
+    data: DataOption = Path("ladder.nc"),
+    ladder: LadderOption = None,
+    sizes: SizesOption = None,
+    lengths: LengthsOption = None,
+    tasks: TasksOption = "all",
+    target: Annotated[Optional[str], typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of the dataset).")] = None,
+    n: Annotated[Optional[float], typer.Option("--n", help="Target parameters N.")] = None,
+    d: Annotated[Optional[float], typer.Option("--d", help="Target training tokens D.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The paper's two-step point fit, chained to predict a target's task loss and accuracy."""
+    from bayesladder import baseline as paper_method
+    from bayesladder import ladder as ladder_runs
+    from bayesladder import output, schema
+
+    ds = schema.read(data)
+    target_spec = ladder_runs.resolve_target(ds, target, n, d)
+    runs = ladder_runs.select_runs(ds, ladder_runs.resolve_selection(ladder, split_list(sizes), split_list(lengths)))
+    fits = paper_method.fit(ds, runs, resolve_tasks(ds, tasks))
+    table = paper_method.predict(fits, target_spec.n_params, target_spec.tokens)
+    actual = ladder_runs.actual_final(ds, target_spec.name)
+    if actual is not None:
+        table["actual_loss"] = actual.loc[table["task"], "task_loss"].values
+        table["actual_accuracy"] = actual.loc[table["task"], "accuracy"].values
+        table["loss_error"] = table["loss"] - table["actual_loss"]
+        table["accuracy_error"] = table["accuracy"] - table["actual_accuracy"]
+    output.emit(table, as_json, title=f"Paper method: {target_spec.name} (N={target_spec.n_params:.4g}, D={target_spec.tokens:.4g})")
+
+
+def main() -> None:
+    app(prog_name="bayesladder")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

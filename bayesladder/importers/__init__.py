@@ -1,0 +1,1 @@
+"""Importers turn other tools' logs into the ladder dataset (see bayesladder.schema)."""

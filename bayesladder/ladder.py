@@ -1,0 +1,136 @@
+"""Which runs a fit uses, and the points it fits: final values per run (step 1), checkpoints (step 2).
+
+The rules follow the paper: a run's final task loss and accuracy are the mean of its last 5
+checkpoints, with D of its last checkpoint; step 2 drops the first ceil(10%) of each run's
+checkpoints (warmup, near-chance accuracies).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayesladder.errors import BayesLadderError
+from bayesladder.targets import KNOWN_TARGETS, Target
+
+FINAL_CHECKPOINTS = 5
+STEP2_DROP_FRACTION = 0.10
+
+
+@dataclass(frozen=True)
+class LadderSelection:
+    """Ladder runs chosen by size and length labels (None = all), first replicate only by default."""
+
+    sizes: tuple[str, ...] | None = None
+    lengths: tuple[str, ...] | None = None
+    replicates: tuple[int, ...] = field(default=(0,))
+
+    def describe(self) -> str:
+        sizes = ",".join(self.sizes) if self.sizes else "all"
+        lengths = ",".join(self.lengths) if self.lengths else "all"
+        return f"sizes={sizes} lengths={lengths} replicates={','.join(map(str, self.replicates))}"
+
+
+PRESETS = {
+    "paper": LadderSelection(sizes=("190M", "370M", "760M", "1B"), lengths=("1xC", "2xC", "5xC", "10xC")),
+}
+
+
+def resolve_selection(ladder: str | None, sizes: list[str] | None, lengths: list[str] | None) -> LadderSelection:
+    """A preset by name, or an explicit selection; mixing both is refused."""
+    if ladder is not None and (sizes or lengths):
+        raise BayesLadderError("give either --ladder or --sizes/--lengths, not both")
+    if ladder is not None:
+        if ladder not in PRESETS:
+            raise BayesLadderError(f"unknown ladder preset '{ladder}'; known presets: {', '.join(sorted(PRESETS))}")
+        return PRESETS[ladder]
+    return LadderSelection(sizes=tuple(sizes) if sizes else None, lengths=tuple(lengths) if lengths else None)
+
+
+def select_runs(ds: xr.Dataset, selection: LadderSelection) -> list[str]:
+    """Names of the ladder runs in ``ds`` matching ``selection``; unknown labels are an error."""
+    for label, wanted in (("size", selection.sizes), ("length", selection.lengths)):
+        known = set(map(str, ds[label].values))
+        unknown = sorted(set(wanted or ()) - known)
+        if unknown:
+            raise BayesLadderError(f"unknown {label}(s) {', '.join(unknown)}; the dataset has {', '.join(sorted(known))}")
+    keep = (ds["role"] == "ladder") & ds["replicate"].isin(list(selection.replicates))
+    if selection.sizes:
+        keep &= ds["size"].isin(list(selection.sizes))
+    if selection.lengths:
+        keep &= ds["length"].isin(list(selection.lengths))
+    runs = [str(r) for r in ds["run"].values[keep.values]]
+    if not runs:
+        raise BayesLadderError(f"no ladder run matches {selection.describe()}")
+    return runs
+
+
+def final_points(ds: xr.Dataset, runs: list[str]) -> pd.DataFrame:
+    """One row per (run, task): N, D of the last checkpoint, mean loss and accuracy of the last 5."""
+    records = []
+    for run in runs:
+        r = ds.sel(run=run)
+        present = np.flatnonzero(r["tokens"].notnull().values)
+        last = present[-FINAL_CHECKPOINTS:]
+        for task in ds["task"].values:
+            records.append(
+                dict(
+                    run=run, task=str(task), size=str(r["size"].values), length=str(r["length"].values),
+                    n_params=float(r["n_params"]), tokens=float(r["tokens"].values[present[-1]]),
+                    task_loss=float(np.nanmean(r["task_loss"].sel(task=task).values[last])),
+                    accuracy=float(np.nanmean(r["accuracy"].sel(task=task).values[last])),
+                )  # fmt: skip
+            )
+    return pd.DataFrame.from_records(records)
+
+
+def step2_checkpoints(ds: xr.Dataset, run: str, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens, task loss, accuracy) of a run's checkpoints after the first ceil(10%) are dropped."""
+    r = ds.sel(run=run, task=task)
+    present = np.flatnonzero(r["tokens"].notnull().values)
+    kept = present[math.ceil(STEP2_DROP_FRACTION * len(present)) :]
+    loss = r["task_loss"].values[kept]
+    acc = r["accuracy"].values[kept]
+    ok = ~(np.isnan(loss) | np.isnan(acc))
+    return r["tokens"].values[kept][ok], loss[ok], acc[ok]
+
+
+def trailing_moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each value and up to ``window - 1`` before it (partial windows at the start)."""
+    cumulative = np.cumsum(np.asarray(values, dtype=float))
+    out = cumulative.copy()
+    out[window:] = cumulative[window:] - cumulative[:-window]
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return out / counts
+
+
+def resolve_target(ds: xr.Dataset | None, name: str | None, n_params: float | None, tokens: float | None) -> Target:
+    """A target by name (a run in the dataset, or a known target) or by explicit N and D."""
+    if name is None:
+        if n_params is None or tokens is None:
+            raise BayesLadderError("give a target: --target NAME, or both --n and --d")
+        if n_params <= 0 or tokens <= 0:
+            raise BayesLadderError("--n and --d must be positive (parameters and training tokens)")
+        return Target(f"N={n_params:.3g},D={tokens:.3g}", float(n_params), float(tokens))
+    if ds is not None and name in ds["run"].values:
+        r = ds.sel(run=name)
+        last = np.flatnonzero(r["tokens"].notnull().values)[-1]
+        return Target(name, float(r["n_params"]), float(r["tokens"].values[last]))
+    if name in KNOWN_TARGETS:
+        return KNOWN_TARGETS[name]
+    runs = list(map(str, ds["run"].values)) if ds is not None else []
+    raise BayesLadderError(
+        f"unknown target '{name}'; use a known target ({', '.join(KNOWN_TARGETS)}), a run of the dataset "
+        f"({', '.join(runs[:6])}{', ...' if len(runs) > 6 else ''}) or --n/--d"
+    )
+
+
+def actual_final(ds: xr.Dataset, run: str) -> pd.DataFrame | None:
+    """A run's own final values (mean of its last min(5, rows) checkpoints), if it is in the dataset."""
+    if run not in ds["run"].values:
+        return None
+    return final_points(ds, [run]).set_index("task")[["task_loss", "accuracy"]]
