@@ -7,6 +7,7 @@ the anchor (L = 0, Acc = 1).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,12 +92,22 @@ def fit(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> dict[str, TaskFit]
     """Both steps for every task, on the given ladder runs."""
     finals = final_points(ds, runs)
     fits = {}
-    for task in tasks:
-        points = finals[finals["task"] == task]
-        step1 = fit_step1(points["n_params"].values, points["tokens"].values, points["task_loss"].values)
-        step2 = fit_step2(*step2_points(ds, runs, task))
-        fits[task] = TaskFit(step1, step2)
+    with _single_threaded_blas():
+        for task in tasks:
+            points = finals[finals["task"] == task]
+            step1 = fit_step1(points["n_params"].values, points["tokens"].values, points["task_loss"].values)
+            step2 = fit_step2(*step2_points(ds, runs, task))
+            fits[task] = TaskFit(step1, step2)
     return fits
+
+
+def _single_threaded_blas():
+    """The fits are tiny: multi-threaded BLAS only adds overhead (10x slower on a busy machine)."""
+    try:
+        from threadpoolctl import threadpool_limits  # installed with pymc
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def predict(fits: dict[str, TaskFit], n_params: float, tokens: float) -> pd.DataFrame:

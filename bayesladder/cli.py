@@ -49,6 +49,8 @@ def resolve_tasks(ds, tasks: str) -> list[str]:
     if tasks.strip() == "all":
         return known
     wanted = split_list([tasks]) or []
+    if not wanted:
+        raise BayesLadderError(f"--tasks names no task; give 'all' or some of {', '.join(known)}")
     unknown = [t for t in wanted if t not in known]
     if unknown:
         raise BayesLadderError(f"unknown task(s) {', '.join(unknown)}; the dataset has {', '.join(known)}")

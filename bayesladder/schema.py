@@ -124,8 +124,13 @@ def build_dataset(
 
 
 def validate(ds: xr.Dataset) -> list[str]:
-    """Every problem that makes ``ds`` unusable as a ladder dataset; empty when it is fine."""
+    """Every problem that makes ``ds`` unusable as a ladder dataset; empty when it is fine.
+
+    A variable that is missing or malformed is reported once, and the value checks that need it are
+    skipped; every other check still runs, so one call lists every problem.
+    """
     problems = []
+    sound = set()
     for name, field in FIELDS.items():
         if name not in ds.variables:
             if field.required:
@@ -134,48 +139,58 @@ def validate(ds: xr.Dataset) -> list[str]:
         var = ds[name]
         if var.dims != field.dims:
             problems.append(f"variable '{name}' has dims {var.dims}, expected {field.dims}")
-        if var.dtype.kind not in _compatible_kinds(field.kind):
+        elif var.dtype.kind not in _compatible_kinds(field.kind):
             problems.append(f"variable '{name}' has dtype {var.dtype}, expected {_kind_label(field.kind)}")
-    if problems:
-        return problems
+        else:
+            sound.add(name)
     for dim in ("run", "task"):
+        if dim not in ds.dims:
+            continue
         labels = [str(v) for v in ds[dim].values]
         if len(labels) == 0:
             problems.append(f"dimension '{dim}' is empty")
         duplicates = sorted({v for v in labels if labels.count(v) > 1})
         if duplicates:
             problems.append(f"duplicate {dim} names: {', '.join(duplicates)}")
-    n_params = ds["n_params"].values
-    for run in ds["run"].values[~(n_params > 0)]:
-        problems.append(f"run '{run}': n_params must be a positive number")
-    bad_roles = sorted(set(map(str, ds["role"].values)) - set(ROLES))
-    if bad_roles:
-        problems.append(f"unknown role(s) {bad_roles}; use one of {list(ROLES)}")
-    tokens = ds["tokens"].values
-    for i, run in enumerate(ds["run"].values):
-        present = ~np.isnan(tokens[i])
-        if not present.any():
-            problems.append(f"run '{run}' has no evaluated checkpoint")
-            continue
-        if not present[: present.sum()].all():
-            problems.append(f"run '{run}': checkpoints must be packed at the start (NaN only after the last one)")
-        d = tokens[i][present]
-        if (d <= 0).any():
-            problems.append(f"run '{run}': tokens must be positive")
-        if (np.diff(d) < 0).any():
-            problems.append(f"run '{run}': tokens must not decrease from one checkpoint to the next")
-    acc = ds["accuracy"].values
-    if np.nanmin(acc, initial=0.0) < 0 or np.nanmax(acc, initial=1.0) > 1:
-        problems.append("accuracy must lie in [0, 1]")
-    if np.nanmin(ds["task_loss"].values, initial=0.0) < 0:
-        problems.append("task_loss must be non-negative (bits per byte)")
-    chance = ds["chance"].values
-    bad_chance = ~np.isnan(chance) & ((chance <= 0) | (chance >= 1))
-    for task in ds["task"].values[bad_chance]:
-        problems.append(f"task '{task}': chance must lie strictly between 0 and 1")
-    nq = ds["n_questions"].values
-    for task in ds["task"].values[~np.isnan(nq) & (nq < 1)]:
-        problems.append(f"task '{task}': n_questions must be at least 1")
+    if "n_params" in sound:
+        n_params = ds["n_params"].values
+        for run in ds["run"].values[~(np.isfinite(n_params) & (n_params > 0))]:
+            problems.append(f"run '{run}': n_params must be a positive number")
+    if "role" in sound:
+        bad_roles = sorted(set(map(str, ds["role"].values)) - set(ROLES))
+        if bad_roles:
+            problems.append(f"unknown role(s) {bad_roles}; use one of {list(ROLES)}")
+    if "tokens" in sound:
+        tokens = ds["tokens"].values
+        for i, run in enumerate(ds["run"].values):
+            present = ~np.isnan(tokens[i])
+            if not present.any():
+                problems.append(f"run '{run}' has no evaluated checkpoint")
+                continue
+            if not present[: present.sum()].all():
+                problems.append(f"run '{run}': checkpoints must be packed at the start (NaN only after the last one)")
+            d = tokens[i][present]
+            if ((d <= 0) | ~np.isfinite(d)).any():
+                problems.append(f"run '{run}': tokens must be positive finite numbers")
+            if (np.diff(d) < 0).any():
+                problems.append(f"run '{run}': tokens must not decrease from one checkpoint to the next")
+    if "accuracy" in sound:
+        acc = ds["accuracy"].values
+        if np.nanmin(acc, initial=0.0) < 0 or np.nanmax(acc, initial=1.0) > 1:
+            problems.append("accuracy must lie in [0, 1]")
+    if "task_loss" in sound:
+        loss = ds["task_loss"].values
+        if np.nanmin(loss, initial=0.0) < 0 or np.isinf(loss).any():
+            problems.append("task_loss must be non-negative and finite (bits per byte)")
+    if "chance" in sound:
+        chance = ds["chance"].values
+        bad_chance = ~np.isnan(chance) & ((chance <= 0) | (chance >= 1))
+        for task in ds["task"].values[bad_chance]:
+            problems.append(f"task '{task}': chance must lie strictly between 0 and 1")
+    if "n_questions" in sound:
+        nq = ds["n_questions"].values
+        for task in ds["task"].values[~np.isnan(nq) & (nq < 1)]:
+            problems.append(f"task '{task}': n_questions must be at least 1")
     return problems
 
 
@@ -192,7 +207,12 @@ def write(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Validate, then write atomically: a temp file beside the target, renamed over it when complete."""
     path = Path(path)
     validate_or_raise(ds, "the dataset to write")
-    atomic_write_netcdf(ds, path)
+    if path.is_dir():
+        raise BayesLadderError(f"{path} is a folder; give a file name for the output, e.g. {path / 'ladder.nc'}")
+    try:
+        atomic_write_netcdf(ds, path)
+    except OSError as exc:
+        raise BayesLadderError(f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location") from None
     return path
 
 

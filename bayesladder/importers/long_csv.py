@@ -30,7 +30,7 @@ def import_file(path: str | Path):
     numbers = {c: numeric_column(table, c, path, allow_empty=c in ("task_loss", "accuracy"))
                for c in ("n_params", "tokens", "task_loss", "accuracy")}  # fmt: skip
     for column in ("n_params", "tokens"):
-        _check(numbers[column] > 0, path, column, "must be positive")
+        _check((numbers[column] > 0) & np.isfinite(numbers[column]), path, column, "must be a positive (finite) number")
     _check((numbers["accuracy"] >= 0) & (numbers["accuracy"] <= 1) | np.isnan(numbers["accuracy"]), path, "accuracy", "must lie in [0, 1]")
     _check((numbers["task_loss"] >= 0) | np.isnan(numbers["task_loss"]), path, "task_loss", "must be non-negative (bits per byte)")
     for column in ("run", "task"):
@@ -38,7 +38,10 @@ def import_file(path: str | Path):
     frame = pd.DataFrame({"run": table["run"].str.strip(), "task": table["task"].str.strip(), **numbers})
     for optional in ("step", "replicate", "n_questions", "chance"):
         if optional in table.columns:
-            frame[optional] = numeric_column(table, optional, path)
+            frame[optional] = numeric_column(table, optional, path, allow_empty=optional != "replicate")
+    if "replicate" in frame:
+        replicate = frame["replicate"]
+        _check((replicate >= 0) & (replicate == np.round(replicate)), path, "replicate", "must be a whole number >= 0")
     for optional in ("size", "length", "role"):
         if optional in table.columns:
             frame[optional] = table[optional].str.strip()
@@ -90,7 +93,7 @@ def _run_metadata(run: str, rows: pd.DataFrame, final_tokens: float, path: Path)
     length = rows["length"].iloc[0] if "length" in rows else f"{multiplier:.3g}xC"
     label = LENGTH_LABEL.match(length)
     meta["length"] = length
-    meta["multiplier"] = float(label[1]) if label else multiplier
+    meta["multiplier"] = float(label[1]) if label and "length" in rows else multiplier  # exact when defaulted
     return meta
 
 

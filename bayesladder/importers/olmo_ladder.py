@@ -111,13 +111,28 @@ UPSTREAM_SHA256 = {
 
 def download(cache_dir: str | Path | None = None) -> Path:
     """Fetch every upstream file into a user cache (verified by SHA-256) and return the folder."""
+    import requests  # pooch's own dependency; only needed here
+
     fetcher = pooch.create(
         path=cache_dir or pooch.os_cache("bayesladder") / "olmo-ladder",
         base_url=UPSTREAM,
         registry={name: f"sha256:{digest}" for name, digest in UPSTREAM_SHA256.items()},
     )
+    try:  # pooch refuses a progress bar without tqdm, which only the [train] extra installs
+        import tqdm  # noqa: F401
+
+        progressbar = True
+    except ImportError:
+        progressbar = False
     for name in UPSTREAM_SHA256:
-        fetcher.fetch(name, progressbar=True)
+        try:
+            fetcher.fetch(name, progressbar=progressbar)
+        except (ValueError, OSError, requests.RequestException) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BayesLadderError(
+                f"downloading {name} from {UPSTREAM} failed ({reason}); check the network connection and retry, "
+                "or pass a folder holding the CSV files instead of --download"
+            ) from None
     return Path(fetcher.abspath)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ def read_csv_strict(path: Path) -> pd.DataFrame:
         raise BayesLadderError(f"{path}: not a CSV file (binary content); pass a comma-separated text file")
     if not head.strip():
         raise BayesLadderError(f"{path}: the file is empty; expected a CSV header row and data rows")
+    _check_row_lengths(path)
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -29,6 +31,23 @@ def read_csv_strict(path: Path) -> pd.DataFrame:
     if table.empty:
         raise BayesLadderError(f"{path}: has a header but no data rows")
     return table
+
+
+def _check_row_lengths(path: Path) -> None:
+    """Every non-blank row has one cell per header column (pandas would silently shift or pad them)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            for row in reader:
+                if row and len(row) != len(header):
+                    raise BayesLadderError(
+                        f"{path}, line {reader.line_num}: {len(row)} cells but the header has {len(header)} columns; "
+                        "give every row one cell per column"
+                    )
+    except (csv.Error, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        raise BayesLadderError(f"{path}: not a well-formed CSV file ({reason})") from None
 
 
 def require_columns(table: pd.DataFrame, columns: list[str], path: Path) -> None:
