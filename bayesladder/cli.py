@@ -122,6 +122,79 @@ def baseline(
     output.emit(table, as_json, title=f"Paper method: {target_spec.name} (N={target_spec.n_params:.4g}, D={target_spec.tokens:.4g})")
 
 
+def _set_threads(threads: Optional[int]) -> None:
+    import os
+
+    import torch
+
+    threads = threads or int(os.environ.get("BAYESLADDER_THREADS", "0") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+@app.command()
+@reports_errors
+def train(
+    ladder: Annotated[Path, typer.Option("--ladder", help="Ladder spec (TOML), e.g. models/micro.toml.")],
+    rung: Annotated[Optional[str], typer.Option("--rung", help="One rung, SIZE-MULT, e.g. 35k-5xC (with what it branches from).")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Every rung and target of the ladder.")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, evaluations and ladder.nc.")] = Path("ladder_out"),
+    corpus: Annotated[Optional[list[Path]], typer.Option("--corpus", help="Text file(s) to train on instead of the spec's corpus.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads (default: $BAYESLADDER_THREADS or torch's).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Train a ladder (or one rung) and write its ladder dataset OUT/ladder.nc as checkpoints are evaluated."""
+    from bayesladder.training import runner, spec
+
+    if all_runs == (rung is not None):
+        raise BayesLadderError("give either --rung SIZE-MULT or --all")
+    ladder_spec = spec.load(ladder)
+    runner.prepare(ladder_spec, rung, [str(p) for p in corpus] if corpus else None)  # bad input fails before any output
+    _set_threads(threads)
+    path = runner.train(ladder_spec, out, rung, [str(p) for p in corpus] if corpus else None, progress=progress)
+    typer.echo(f"wrote {path}", err=True)
+
+
+@app.command("eval")
+@reports_errors
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder (AutoModelForCausalLM.from_pretrained), byte-level.")],
+    task: Annotated[Optional[list[str]], typer.Option("--task", help="Task: a plain JSONL file, an OLMo requests.jsonl.gz (or its folder, or 'arc_easy/val_rc_5shot'). Repeatable.")] = None,
+    ladder: Annotated[Optional[Path], typer.Option("--ladder", help="Also run this ladder spec's tasks (offline suite from its held-out text).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many questions per file task.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass.")] = 64,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score a checkpoint on multiple-choice tasks: task loss (bits/byte), accuracy (len-norm and raw)."""
+    import pandas as pd
+
+    from bayesladder import output
+    from bayesladder.evaluation import tasks as task_formats
+    from bayesladder.training import runner, spec
+
+    if not (checkpoint / "config.json").is_file():
+        raise BayesLadderError(f"{checkpoint} is not a checkpoint folder (no config.json)")
+    chosen = [task_formats.load_any(t, limit=limit) for t in task or []]
+    if ladder is not None:
+        ladder_spec = spec.load(ladder)
+        _, _, suite = runner.prepare(ladder_spec, None)
+        chosen += suite
+    if not chosen:
+        raise BayesLadderError("no tasks: give --task FILE (repeatable) and/or --ladder SPEC")
+    _set_threads(threads)
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    from bayesladder.evaluation.scoring import score_task
+
+    hf_logging.disable_progress_bar()
+    model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    max_len = int(getattr(model.config, "max_position_embeddings", 2048))
+    rows = [score_task(model, t, max_len, batch_size).as_dict() for t in chosen]
+    output.emit(pd.DataFrame(rows), as_json, title=f"{checkpoint}")
+
+
 def main() -> None:
     app(prog_name="bayesladder")
 

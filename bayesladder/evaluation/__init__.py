@@ -1,0 +1,1 @@
+"""Ranked-classification evaluation of causal LMs: task formats, scoring, an offline suite."""

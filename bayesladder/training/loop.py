@@ -1,0 +1,212 @@
+"""The training loop for one run (nanoGPT-sized): set the LR, micro-steps, clip, step, evaluate and checkpoint.
+
+A run resumes from ``runs/<name>/last`` if it exists (same weights as an uninterrupted run: batches and the LR
+are pure functions of the step). A warmup-stable-decay branch starts from its parent's checkpoint at its
+branch point. Under ``torchrun`` the same code runs data-parallel (DDP): each process takes its rows of every
+global batch and rank 0 evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bayesladder.training import checkpoint, data, schedule
+from bayesladder.training.model import build, count_n
+from bayesladder.training.spec import TOKENS_PER_PARAM_1XC, LadderSpec, RunPlan, n_params, peak_lr
+
+
+@dataclass
+class Env:
+    """What every run of a ladder shares: spec, output folder, data, tasks, device and process group."""
+
+    spec: LadderSpec
+    out: Path
+    corpus: data.Corpus
+    tasks: list = field(default_factory=list)
+    device: str = "cpu"
+    rank: int = 0
+    world: int = 1
+    progress: bool = True
+    on_eval: Callable[[], None] | None = None  # called (rank 0) after every evaluation, e.g. to write the dataset
+
+    def run_dir(self, name: str) -> Path:
+        return self.out / "runs" / name
+
+
+def use_bf16(spec: LadderSpec, n: int, device: str) -> bool:
+    r = spec.recipe
+    if r.dtype == "auto":
+        return device.startswith("cuda") or n >= r.bf16_min_params
+    return r.dtype == "bf16"
+
+
+def lr_at(run: RunPlan, spec: LadderSpec, step: int) -> float:
+    size = spec.sizes[run.size]
+    r = spec.recipe
+    n = n_params(size, spec)
+    warmup = max(r.min_warmup_steps, math.ceil(r.warmup_tokens_per_param * n / size.batch_tokens))
+    warmup = min(warmup, max(1, run.steps // 2))
+    peak = peak_lr(size, spec)
+    if run.schedule == "wsd":
+        return schedule.wsd(step, run.steps, warmup, peak, run.decay_start, r.min_lr_ratio)
+    return schedule.cosine(step, run.steps, warmup, peak, r.min_lr_ratio)
+
+
+def eval_steps(run: RunPlan, spec: LadderSpec) -> list[int]:
+    """Steps evaluated in this run: every ``every_xc`` x 20N tokens after its start, and its last step."""
+    size = spec.sizes[run.size]
+    every = spec.eval.every_xc * TOKENS_PER_PARAM_1XC * n_params(size, spec)
+    steps = {run.steps}
+    k = 1
+    while (s := math.ceil(k * every / run.batch_tokens)) < run.steps:
+        if s > run.start_step:
+            steps.add(s)
+        k += 1
+    return sorted(steps)
+
+
+def make_optimizer(model, spec: LadderSpec, lr: float):
+    import torch
+
+    r = spec.recipe
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": r.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(r.beta1, r.beta2), eps=1e-8)
+
+
+def evaluate(model, env: Env, step: int, tokens: int) -> dict:
+    import torch
+
+    from bayesladder.evaluation.scoring import score_task
+
+    spec = env.spec
+    record = {"step": step, "tokens": tokens, "tasks": {}}
+    for task in env.tasks:
+        record["tasks"][task.name] = score_task(model, task, spec.seq_len, spec.eval.batch_size, env.device).as_dict()
+    # held-out language-modelling loss (nats per byte) on a fixed set of windows
+    held = env.corpus.heldout
+    x, y = data.batch(held, 0, 12345, 32, spec.seq_len)
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=x.to(env.device)).logits.float()
+        record["val_loss"] = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.to(env.device).flatten()).item()
+    model.train()
+    return record
+
+
+def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dict]:
+    """Train (or resume, or skip if finished) one run; return its evaluation records."""
+    import torch
+    import torch.nn.functional as F
+
+    spec, r = env.spec, env.spec.recipe
+    size = spec.sizes[run.size]
+    rdir = env.run_dir(run.name)
+    evals_path = rdir / "evals.json"
+    evals = checkpoint.read_json(evals_path, [])
+    if (rdir / "final" / "model.safetensors").is_file() and evals and evals[-1]["step"] == run.steps:
+        return evals
+
+    # -------------------------------------------------------------- model, optimizer, starting point
+    torch.manual_seed(r.seed)
+    model = build(size, spec, env.device)
+    n = count_n(model)
+    optimizer = make_optimizer(model, spec, lr_at(run, spec, 0))
+    step = 0
+    if (rdir / "last" / "state.pt").is_file():
+        step = checkpoint.load_into(rdir / "last", model, optimizer)
+        evals = [e for e in evals if e["step"] <= step]
+    elif run.parent:
+        parent_dir = env.run_dir(run.parent)
+        step = checkpoint.load_into(parent_dir / f"branch-{run.start_step}", model, optimizer)
+        evals = [e for e in checkpoint.read_json(parent_dir / "evals.json", []) if e["step"] <= run.start_step]
+    else:
+        evals = []
+    bf16 = use_bf16(spec, n, env.device)
+    wrapped = model
+    if env.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(model, device_ids=[int(os.environ.get("LOCAL_RANK", 0))] if env.device.startswith("cuda") else None)
+    if r.compile:
+        wrapped = torch.compile(wrapped)
+
+    rows = size.batch_tokens // spec.seq_len
+    per_rank = math.ceil(rows / env.world)
+    micro = size.micro_batch_rows or per_rank
+    device_type = "cuda" if env.device.startswith("cuda") else "cpu"
+    todo = set(eval_steps(run, spec))
+    branch_points = set(run.branch_points)
+    meta = {"name": run.name, "size": run.size, "multiplier": run.multiplier, "role": run.role,
+            "schedule": run.schedule, "n_params": n, "steps": run.steps, "batch_tokens": run.batch_tokens,
+            "bf16": bf16, "compile": r.compile, "peak_lr": peak_lr(size, spec)}
+    if env.rank == 0:
+        checkpoint.write_json(rdir / "run.json", meta)
+    bar = None
+    if env.progress and env.rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=run.steps * run.batch_tokens, initial=step * run.batch_tokens, unit="tok", unit_scale=True,
+                   desc=run.name, dynamic_ncols=True, smoothing=0.1)
+    model.train()
+    while step < run.steps:
+        # -------------------------------------------------------------- set the LR
+        lr = lr_at(run, spec, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # -------------------------------------------------------------- micro-steps
+        x, y = data.batch(env.corpus.train, step, r.seed, rows, spec.seq_len, env.rank, env.world)
+        x, y = x.to(env.device), y.to(env.device)
+        chunks = list(zip(x.split(micro), y.split(micro)))
+        loss_sum = 0.0
+        for i, (xb, yb) in enumerate(chunks):
+            sync = i == len(chunks) - 1 or env.world == 1
+            ctx = wrapped.no_sync() if (env.world > 1 and not sync) else _null()
+            with ctx, torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+                logits = wrapped(input_ids=xb).logits
+                loss = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten()) * (len(xb) / len(x))
+            loss.backward()
+            loss_sum += loss.item()
+        # -------------------------------------------------------------- clip, step
+        if r.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if bar is not None:
+            bar.update(run.batch_tokens)
+            bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.2e}", refresh=False)
+        # -------------------------------------------------------------- evaluate and checkpoint
+        if step in branch_points and env.rank == 0:
+            checkpoint.save(rdir / f"branch-{step}", model, optimizer, step)
+        if step in todo:
+            if env.rank == 0:
+                evals.append(evaluate(model, env, step, step * run.batch_tokens))
+                checkpoint.save(rdir / "last", model, optimizer, step)
+                checkpoint.write_json(evals_path, evals)
+                if env.on_eval is not None:
+                    env.on_eval()
+            if env.world > 1:
+                torch.distributed.barrier()
+        if stop_after is not None and step >= stop_after:
+            break
+    if bar is not None:
+        bar.close()
+    if step >= run.steps and env.rank == 0:
+        checkpoint.save(rdir / "final", model)
+        shutil.rmtree(rdir / "last", ignore_errors=True)
+    return evals
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
