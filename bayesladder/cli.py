@@ -143,7 +143,11 @@ def train(
     threads: Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads (default: $BAYESLADDER_THREADS or torch's).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
-    """Train a ladder (or one rung) and write its ladder dataset OUT/ladder.nc as checkpoints are evaluated."""
+    """Train a ladder (or one rung) and write its ladder dataset OUT/ladder.nc as checkpoints are evaluated.
+
+    Data-parallel on several GPUs (or CPU processes): the same command under torchrun --nproc_per_node N."""
+    import os
+
     from bayesladder.training import runner, spec
 
     if all_runs == (rung is not None):
@@ -152,6 +156,12 @@ def train(
     runner.prepare(ladder_spec, rung, [str(p) for p in corpus] if corpus else None)  # bad input fails before any output
     _set_threads(threads)
     path = runner.train(ladder_spec, out, rung, [str(p) for p in corpus] if corpus else None, progress=progress)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    if ladder_spec.recipe.schedule == "wsd":
+        used, separate = spec.tokens_saved(ladder_spec)
+        typer.echo(f"warmup-stable-decay: the ladder's runs take {used:,} training tokens against {separate:,} for "
+                   f"separate cosine runs ({1 - used / separate:.0%} saved)", err=True)
     typer.echo(f"wrote {path}", err=True)
 
 

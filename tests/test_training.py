@@ -291,3 +291,21 @@ def test_malformed_task_line_in_a_spec_is_one_line_and_leaves_no_output(tmp_path
     result = CliRunner().invoke(app, ["train", "--ladder", str(tiny_spec), "--all", "--out", str(out)])
     assert "bad.jsonl:2: malformed task line" in _one_line_error(result)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_ddp_under_torchrun_matches_a_single_process(tmp_path, tiny_spec):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("bayesladder") or f"{sys.executable} -m bayesladder.cli"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["train", "--ladder", str(tiny_spec), "--rung", "a-1xC", "--no-progress", "--threads", "1"]
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", exe, *args,
+                    "--out", str(tmp_path / "ddp")], check=True, env=env, capture_output=True)
+    assert CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")]).exit_code == 0
+    a, b = _final_weights(tmp_path / "ddp", "a-1xC"), _final_weights(tmp_path / "one", "a-1xC")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-3), key

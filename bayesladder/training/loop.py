@@ -39,10 +39,20 @@ class Env:
 
 
 def use_bf16(spec: LadderSpec, n: int, device: str) -> bool:
+    """bf16 autocast: as the spec says; ``auto`` means always on CUDA, and on a CPU with native bf16 (AVX512-BF16
+    or AMX) from ``bf16_min_params`` up (on an AVX2-only CPU bf16 is emulated and many times slower)."""
     r = spec.recipe
     if r.dtype == "auto":
-        return device.startswith("cuda") or n >= r.bf16_min_params
+        return device.startswith("cuda") or (n >= r.bf16_min_params and cpu_has_native_bf16())
     return r.dtype == "bf16"
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def lr_at(run: RunPlan, spec: LadderSpec, step: int) -> float:
@@ -103,7 +113,6 @@ def evaluate(model, env: Env, step: int, tokens: int) -> dict:
 def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dict]:
     """Train (or resume, or skip if finished) one run; return its evaluation records."""
     import torch
-    import torch.nn.functional as F
 
     spec, r = env.spec, env.spec.recipe
     size = spec.sizes[run.size]
@@ -153,31 +162,17 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
         from tqdm.auto import tqdm
 
         bar = tqdm(total=run.steps * run.batch_tokens, initial=step * run.batch_tokens, unit="tok", unit_scale=True,
-                   desc=run.name, dynamic_ncols=True, smoothing=0.1)
+                   desc=run.name, dynamic_ncols=True, smoothing=0.1, mininterval=1.0)
     model.train()
     while step < run.steps:
         # -------------------------------------------------------------- set the LR
         lr = lr_at(run, spec, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        # -------------------------------------------------------------- micro-steps
+        # -------------------------------------------------------------- micro-steps, clip, step
         x, y = data.batch(env.corpus.train, step, r.seed, rows, spec.seq_len, env.rank, env.world)
-        x, y = x.to(env.device), y.to(env.device)
-        chunks = list(zip(x.split(micro), y.split(micro)))
-        loss_sum = 0.0
-        for i, (xb, yb) in enumerate(chunks):
-            sync = i == len(chunks) - 1 or env.world == 1
-            ctx = wrapped.no_sync() if (env.world > 1 and not sync) else _null()
-            with ctx, torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-                logits = wrapped(input_ids=xb).logits
-                loss = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten()) * (len(xb) / len(x))
-            loss.backward()
-            loss_sum += loss.item()
-        # -------------------------------------------------------------- clip, step
-        if r.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss_sum = train_step(wrapped, model, optimizer, x.to(env.device), y.to(env.device), micro, bf16,
+                              device_type, r.grad_clip, ddp=env.world > 1)
         step += 1
         if bar is not None:
             bar.update(run.batch_tokens)
@@ -202,6 +197,28 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
         checkpoint.save(rdir / "final", model)
         shutil.rmtree(rdir / "last", ignore_errors=True)
     return evals
+
+
+def train_step(wrapped, model, optimizer, x, y, micro: int, bf16: bool, device_type: str, grad_clip: float,
+               ddp: bool = False) -> float:
+    """One optimizer step on the batch (x, y) in micro-batches of ``micro`` rows; returns the mean loss."""
+    import torch
+    import torch.nn.functional as F
+
+    chunks = list(zip(x.split(micro), y.split(micro)))
+    loss_sum = 0.0
+    for i, (xb, yb) in enumerate(chunks):
+        ctx = wrapped.no_sync() if (ddp and i < len(chunks) - 1) else _null()
+        with ctx, torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            logits = wrapped(input_ids=xb).logits
+            loss = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten()) * (len(xb) / len(x))
+        loss.backward()
+        loss_sum += loss.detach()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss_sum)
 
 
 class _null:
