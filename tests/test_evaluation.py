@@ -16,7 +16,7 @@ from bayesladder.evaluation import tasks as T
 
 torch = pytest.importorskip("torch")
 
-from bayesladder.evaluation.scoring import score_task  # noqa: E402
+from bayesladder.evaluation.scoring import score_task
 
 
 class FavoursA(torch.nn.Module):

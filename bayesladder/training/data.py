@@ -30,7 +30,7 @@ def kjv_path() -> Path:
     found = importlib.util.find_spec("bible")
     if found is None or not found.submodule_search_locations:
         raise BayesLadderError(f"the default corpus (KJV) is not installed; run '{KJV_INSTALL}' or set [corpus] paths")
-    path = Path(list(found.submodule_search_locations)[0]) / "data" / "kjv.jsonl"
+    path = Path(next(iter(found.submodule_search_locations))) / "data" / "kjv.jsonl"
     if not path.is_file():
         raise BayesLadderError(f"{path} is missing; reinstall with '{KJV_INSTALL}'")
     return path

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from bayesladder.training import checkpoint, data, schedule
 from bayesladder.training.model import build, count_n
@@ -142,7 +142,7 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
     if env.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        wrapped = DistributedDataParallel(model, device_ids=[int(os.environ.get("LOCAL_RANK", 0))] if env.device.startswith("cuda") else None)
+        wrapped = DistributedDataParallel(model, device_ids=[int(os.environ.get("LOCAL_RANK", "0"))] if env.device.startswith("cuda") else None)
     if r.compile:
         wrapped = torch.compile(wrapped)
 

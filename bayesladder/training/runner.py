@@ -58,9 +58,9 @@ def train(spec: LadderSpec, out: Path, rung: str | None = None, corpus_paths: li
     from bayesladder.training.loop import Env, train_run
 
     runs, corpus, tasks = prepare(spec, rung, corpus_paths)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if device is None:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
     if world > 1:
         torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda"):
@@ -117,10 +117,10 @@ def to_dataset(spec: LadderSpec, found, tasks: list):
                 s = rec["tasks"].get(name)
                 if s:
                     loss[i, j, k], acc[i, j, k], acc_raw[i, j, k] = s["task_loss"], s["accuracy"], s["accuracy_raw"]
-        runs.append(dict(name=meta["name"], size=meta["size"], length=f"{meta['multiplier']:g}xC",
-                         multiplier=meta["multiplier"], replicate=0, n_params=meta["n_params"], role=meta["role"],
-                         source=f"{PRODUCER} {spec.name}", schedule=meta["schedule"]))
-    task_meta = [dict(name=t.name, n_questions=len(t.questions), chance=t.chance, source_key=t.source_key) for t in tasks]
+        runs.append({"name": meta["name"], "size": meta["size"], "length": f"{meta['multiplier']:g}xC",
+                         "multiplier": meta["multiplier"], "replicate": 0, "n_params": meta["n_params"], "role": meta["role"],
+                         "source": f"{PRODUCER} {spec.name}", "schedule": meta["schedule"]})
+    task_meta = [{"name": t.name, "n_questions": len(t.questions), "chance": t.chance, "source_key": t.source_key} for t in tasks]
     ds = schema.build_dataset(runs=runs, tasks=task_meta, task_loss=loss, accuracy=acc, tokens=tokens, step=step,
                               val_loss=val, valsets=["heldout"], producer=PRODUCER)
     ds["accuracy_raw"] = (("run", "checkpoint", "task"), acc_raw)
