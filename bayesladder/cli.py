@@ -199,9 +199,12 @@ def evaluate(
     from bayesladder.evaluation.scoring import score_task
 
     hf_logging.disable_progress_bar()
-    model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(checkpoint).to(device)
     max_len = int(getattr(model.config, "max_position_embeddings", 2048))
-    rows = [score_task(model, t, max_len, batch_size).as_dict() for t in chosen]
+    rows = [score_task(model, t, max_len, batch_size, device).as_dict() for t in chosen]
     output.emit(pd.DataFrame(rows), as_json, title=f"{checkpoint}")
 
 
