@@ -1,9 +1,10 @@
 """Training throughput: our loop's step against a plain fp32 eager loop of the same transformers model.
 
 Both loops train the same model (same initial weights) on the same batches; everything is measured in this
-one run, after warm-up steps (which include torch.compile's compile time, reported separately).
+one run, after warm-up steps (which include torch.compile's compile time, reported separately), alternating
+the two loops in rounds and timing by process CPU time, so that other jobs on a shared machine bias neither.
 
-    python benchmarks/bench_train.py [--size 35k --ladder models/micro.toml] [--steps 20] [--threads 1]
+    python benchmarks/bench_train.py [--size 54k --ladder models/micro.toml] [--steps 15] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ def plain_step(model, opt, x, y):
 
 
 def timed(step_fn, batches, warmup):
+    """CPU time of this process for the steps after ``warmup`` (on a shared machine wall time also counts the
+    time other jobs hold the core; with one torch thread, process CPU time is the time the loop computed)."""
     for x, y in batches[:warmup]:
         step_fn(x, y)
-    t = time.perf_counter()
+    t = time.process_time()
     for x, y in batches[warmup:]:
         step_fn(x, y)
-    return time.perf_counter() - t
+    return time.process_time() - t
 
 
 def main() -> None:
@@ -44,6 +47,7 @@ def main() -> None:
     p.add_argument("--size", default="", help="a size of the ladder spec (default: a built-in ~1M-parameter model)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of --steps steps per loop")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     args = p.parse_args()
@@ -63,17 +67,23 @@ def main() -> None:
     # plain: fp32, eager, default AdamW
     plain = copy.deepcopy(base)
     opt = torch.optim.AdamW(plain.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
-    t_plain = timed(lambda x, y: plain_step(plain, opt, x, y), batches, args.warmup)
 
     # ours: the loop's own step, model and optimizer set up as train_run sets them up
     ours = copy.deepcopy(base)
     opt2 = loop.make_optimizer(ours, s, 1e-3)
     bf16 = loop.use_bf16(s, n, "cpu")
-    wrapped = torch.compile(ours) if args.compile else ours
+    wrapped = loop.compile_model(ours) if args.compile else ours
     t0 = time.perf_counter()
     loop.train_step(wrapped, ours, opt2, *batches[0], rows, bf16, "cpu", 1.0)
     first = time.perf_counter() - t0
-    t_ours = timed(lambda x, y: loop.train_step(wrapped, ours, opt2, x, y, rows, bf16, "cpu", 1.0), batches[1:], args.warmup - 1)
+
+    # alternate the two loops over the same batches, so that a change in background load hits both alike
+    t_plain = t_ours = 0.0
+    for r in range(args.rounds):
+        t_plain += timed(lambda x, y: plain_step(plain, opt, x, y), batches, args.warmup if r == 0 else 0)
+        t_ours += timed(lambda x, y: loop.train_step(wrapped, ours, opt2, x, y, rows, bf16, "cpu", 1.0), batches,
+                        args.warmup if r == 0 else 0)
+    tokens *= args.rounds
 
     flops = 6 * n * tokens
     print(f"model: {type(base).__name__}, N = {n:,} ({size.d_model}d x {size.n_layers}L), batch {rows} x {s.seq_len}, "

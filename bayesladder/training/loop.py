@@ -144,7 +144,7 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
 
         wrapped = DistributedDataParallel(model, device_ids=[int(os.environ.get("LOCAL_RANK", "0"))] if env.device.startswith("cuda") else None)
     if r.compile:
-        wrapped = torch.compile(wrapped)
+        wrapped = compile_model(wrapped, fullgraph=env.world == 1)
 
     rows = size.batch_tokens // spec.seq_len
     per_rank = math.ceil(rows / env.world)
@@ -197,6 +197,13 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
         checkpoint.save(rdir / "final", model)
         shutil.rmtree(rdir / "last", ignore_errors=True)
     return evals
+
+
+def compile_model(module, fullgraph: bool = True):
+    """torch.compile for fixed-shape training: one whole graph (no graph breaks), static shapes."""
+    import torch
+
+    return torch.compile(module, fullgraph=fullgraph, dynamic=False)
 
 
 def train_step(wrapped, model, optimizer, x, y, micro: int, bf16: bool, device_type: str, grad_clip: float,
