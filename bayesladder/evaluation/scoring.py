@@ -55,13 +55,13 @@ def loglikelihoods(model, pairs: list[tuple[str, str]], max_len: int, batch_size
             ids = torch.zeros((len(seqs), width), dtype=torch.long)
             for r, s in enumerate(seqs):
                 ids[r, :len(s)] = torch.tensor(s)
-            logits = model(input_ids=ids.to(device)).logits.float()
-            logp = torch.log_softmax(logits, dim=-1).cpu()
+            logits = model(input_ids=ids.to(device)).logits
             for r, i in enumerate(idx):
                 n_ctx, n_cont = len(encoded[i][0]), len(encoded[i][1])
-                targets = torch.tensor(encoded[i][1])
-                rows = logp[r, n_ctx - 1:n_ctx - 1 + n_cont]
-                out[i] = rows.gather(1, targets[:, None]).sum().item()
+                targets = torch.tensor(encoded[i][1], device=logits.device)
+                # only the positions that predict the continuation (keeps memory small for large vocabularies)
+                logp = torch.log_softmax(logits[r, n_ctx - 1:n_ctx - 1 + n_cont].float(), dim=-1)
+                out[i] = logp.gather(1, targets[:, None]).sum().item()
     model.train(was_training)
     return out
 

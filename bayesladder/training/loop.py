@@ -100,12 +100,15 @@ def evaluate(model, env: Env, step: int, tokens: int) -> dict:
     for task in env.tasks:
         record["tasks"][task.name] = score_task(model, task, spec.seq_len, spec.eval.batch_size, env.device).as_dict()
     # held-out language-modelling loss (nats per byte) on a fixed set of windows
-    held = env.corpus.heldout
-    x, y = data.batch(held, 0, 12345, 32, spec.seq_len)
+    x, y = data.batch(env.corpus.heldout, 0, 12345, 32, spec.seq_len)
+    chunk = max(1, int(2.5e8 // (spec.seq_len * spec.vocab_size)))  # rows per forward: logits of about 1 GB at most
+    total = 0.0
     model.eval()
     with torch.no_grad():
-        logits = model(input_ids=x.to(env.device)).logits.float()
-        record["val_loss"] = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.to(env.device).flatten()).item()
+        for xb, yb in zip(x.split(chunk), y.split(chunk)):
+            logits = model(input_ids=xb.to(env.device)).logits.float()
+            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), yb.to(env.device).flatten(), reduction="sum").item()
+    record["val_loss"] = total / y.numel()
     model.train()
     return record
 

@@ -45,8 +45,9 @@ def prepare(spec: LadderSpec, rung: str | None, corpus_paths: list[str] | None =
     base = Path(spec.path).parent if spec.path else None
     text = data.load_text(spec.corpus, corpus_paths, base)
     corpus = data.Corpus.from_text(text, spec.corpus)
-    if len(corpus.train) <= spec.seq_len + 1:
-        raise BayesLadderError("the corpus's training part is shorter than one sequence")
+    if min(len(corpus.train), len(corpus.heldout)) <= spec.seq_len + 1:
+        raise BayesLadderError(f"the corpus is too small: its training and held-out parts must each be longer than "
+                               f"seq_len = {spec.seq_len} bytes")
     tasks = build_tasks(spec, corpus, base)
     return runs, corpus, tasks
 
