@@ -122,6 +122,151 @@ def baseline(
     output.emit(table, as_json, title=f"Paper method: {target_spec.name} (N={target_spec.n_params:.4g}, D={target_spec.tokens:.4g})")
 
 
+DrawsOptions = dict(
+    chains=typer.Option("--chains", help="Number of MCMC chains."),
+    draws=typer.Option("--draws", help="Posterior draws per chain."),
+    tune=typer.Option("--tune", help="Tuning (warm-up) draws per chain."),
+    seed=typer.Option("--seed", help="Random seed."),
+)
+OptionalDataOption = Annotated[Optional[Path], typer.Option("--data", help="Ladder dataset (default: the shipped micro ladder).")]
+FitFileOption = Annotated[Path, typer.Option("--fit", help="Fit file written by 'bayesladder fit'.")]
+
+
+def _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed):
+    from bayesladder import ladder as ladder_runs
+    from bayesladder.bayes.fit import FitConfig
+
+    if min(chains, draws, tune) < 1:
+        raise BayesLadderError("--chains, --draws and --tune must be at least 1")
+    selection = ladder_runs.resolve_selection(ladder, split_list(sizes), split_list(lengths))
+    return FitConfig(tasks=tuple(resolve_tasks(ds, tasks)), selection=selection, chains=chains, draws=draws, tune=tune, seed=seed)
+
+
+def _report_diagnostics(diag, as_json: bool) -> None:
+    """Print the diagnostics; when they fail, say so loudly on stderr and exit with code 2."""
+    import pandas as pd
+
+    from bayesladder import output
+
+    keys = ["ok", "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "max_pareto_k"]
+    record = diag.record()
+    if as_json:
+        output.emit(pd.DataFrame([{k: record[k] for k in keys}]), True)
+    else:
+        extra = ["tree_depth_saturated", "mean_tree_depth", "elpd_loo", "ppc_loss_coverage90", "ppc_acc_coverage90"]
+        output.emit(pd.DataFrame([{k: record[k] for k in keys + extra}]), False, title="Diagnostics")
+    if not diag.ok:
+        typer.echo(f"DIAGNOSTICS FAILED: {'; '.join(diag.failures)}. Do not trust this fit: "
+                   "sample longer (--tune/--draws) or check the data.", err=True)
+        raise typer.Exit(2)
+
+
+@app.command()
+@reports_errors
+def fit(
+    data: OptionalDataOption = None,
+    ladder: LadderOption = None,
+    sizes: SizesOption = None,
+    lengths: LengthsOption = None,
+    tasks: TasksOption = "all",
+    chains: Annotated[int, DrawsOptions["chains"]] = 4,
+    draws: Annotated[int, DrawsOptions["draws"]] = 1000,
+    tune: Annotated[int, DrawsOptions["tune"]] = 1000,
+    seed: Annotated[int, DrawsOptions["seed"]] = 0,
+    output_path: Annotated[Path, typer.Option("-o", "--output", help="Fit file to write (netCDF).")] = Path("fit.nc"),
+    as_json: JsonOption = False,
+) -> None:
+    """Fit the hierarchical Bayesian two-step model; print its diagnostics (exit 2 if they fail)."""
+    from bayesladder import datasets, schema
+    from bayesladder.bayes import diagnostics
+    from bayesladder.bayes.fit import fit as fit_model
+
+    ds = schema.read(data or datasets.micro_ladder())
+    config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
+    fitted = fit_model(ds, config, progress=not as_json)
+    fitted.save(output_path)
+    typer.echo(f"wrote {output_path}: {len(config.tasks)} tasks, {chains} x {draws} draws in {fitted.seconds:.1f} s", err=True)
+    _report_diagnostics(diagnostics.diagnose(fitted), as_json)
+
+
+@app.command()
+@reports_errors
+def predict(
+    fit_file: FitFileOption = Path("fit.nc"),
+    target: Annotated[Optional[str], typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of --data).")] = None,
+    n: Annotated[Optional[float], typer.Option("--n", help="Target parameters N.")] = None,
+    d: Annotated[Optional[float], typer.Option("--d", help="Target training tokens D.")] = None,
+    data: OptionalDataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Posterior median and 50% / 90% intervals of each task's loss and accuracy at a target."""
+    from bayesladder import ladder as ladder_runs
+    from bayesladder import output, schema
+    from bayesladder.bayes.fit import LadderFit
+    from bayesladder.bayes.predict import predict_table
+
+    ds = schema.read(data) if data is not None else None
+    fitted = LadderFit.load(fit_file, dataset=ds)
+    spec = ladder_runs.resolve_target(ds, target, n, d)
+    size = str(ds["size"].sel(run=spec.name).values) if ds is not None and spec.name in ds["run"].values else None
+    table = predict_table(fitted, spec.n_params, spec.tokens, size=size)
+    output.emit(table, as_json, title=f"Prediction for {spec.name} (N={spec.n_params:.4g}, D={spec.tokens:.4g}); q05-q95 is the 90% interval")
+
+
+@app.command()
+@reports_errors
+def diagnose(
+    fit_file: FitFileOption = Path("fit.nc"),
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Folder for rank/trace and PPC figures (PNG).")] = None,
+    max_rhat: Annotated[float, typer.Option("--max-rhat")] = 1.01,
+    min_ess: Annotated[float, typer.Option("--min-ess")] = 400,
+    min_bfmi: Annotated[float, typer.Option("--min-bfmi")] = 0.3,
+    as_json: JsonOption = False,
+) -> None:
+    """R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO and PPC of a fit (exit 2 if any fails)."""
+    from bayesladder.bayes import diagnostics
+    from bayesladder.bayes.fit import LadderFit
+
+    fitted = LadderFit.load(fit_file)
+    thresholds = diagnostics.Thresholds(max_rhat=max_rhat, min_ess=min_ess, min_bfmi=min_bfmi)
+    if plots is not None:
+        from bayesladder.bayes import plots as fit_plots
+
+        written = fit_plots.write_diagnostic_plots(fitted, plots)
+        typer.echo(f"wrote {len(written)} figures to {plots}", err=True)
+    _report_diagnostics(diagnostics.diagnose(fitted, thresholds), as_json)
+
+
+@app.command()
+@reports_errors
+def backtest(
+    data: OptionalDataOption = None,
+    ladder: LadderOption = None,
+    sizes: SizesOption = None,
+    lengths: LengthsOption = None,
+    holdout_size: Annotated[list[str], typer.Option("--holdout-size", help="Size(s) to hold out and predict.")] = ...,
+    tasks: TasksOption = "all",
+    chains: Annotated[int, DrawsOptions["chains"]] = 4,
+    draws: Annotated[int, DrawsOptions["draws"]] = 1000,
+    tune: Annotated[int, DrawsOptions["tune"]] = 1000,
+    seed: Annotated[int, DrawsOptions["seed"]] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Fit without the held-out sizes, predict their runs, and score median, interval and CRPS vs the baseline."""
+    from bayesladder import datasets, output, schema
+    from bayesladder.bayes.backtest import run_backtest
+
+    ds = schema.read(data or datasets.micro_ladder())
+    config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
+    _, table, summary = run_backtest(ds, config, split_list(holdout_size), progress=not as_json)
+    columns = ["run", "task", "actual_acc", "acc_median", "acc_q05", "acc_q95", "covered", "crps", "baseline_acc"]
+    if as_json:
+        output.emit(table[columns], True)
+        return
+    output.emit(table[columns + ["error", "baseline_error"]], False, title="Backtest: held-out runs (accuracy; 90% interval)")
+    output.emit(summary, False, title="Summary per held-out run")
+
+
 def _set_threads(threads: Optional[int]) -> None:
     import os
 

@@ -1,0 +1,1 @@
+"""The hierarchical Bayesian two-step model: data preparation, priors, model, fit, predictions."""
