@@ -267,6 +267,56 @@ def backtest(
     output.emit(summary, False, title="Summary per held-out run")
 
 
+@app.command()
+@reports_errors
+def report(
+    fit_file: FitFileOption = Path("fit.nc"),
+    data: OptionalDataOption = None,
+    target: Annotated[Optional[list[str]], typer.Option("--target", help="Target(s): runs of --data or 7B-4T/13B-5T (default: the dataset's target runs, else the sizes outside the fit).")] = None,
+    output_path: Annotated[Path, typer.Option("-o", "--output", help="Report file to write.")] = Path("report.html"),
+    fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file) or md (Markdown, PNGs in a folder beside it).")] = "html",
+    variance_run: Annotated[Optional[str], typer.Option("--variance-run", help="Add the checkpoint-variance section for this run.")] = None,
+    last: Annotated[int, typer.Option("--last", help="Checkpoints for the variance section.")] = 10,
+) -> None:
+    """A report of a fit: predictions with intervals, step 1/2 and chained figures, diagnostics, priors, provenance."""
+    from bayesladder import datasets, schema
+    from bayesladder import report as reports
+    from bayesladder.bayes.fit import LadderFit
+
+    if fmt not in ("html", "md"):
+        raise BayesLadderError(f"unknown --format '{fmt}'; use html or md")
+    data_path = data or datasets.micro_ladder()
+    ds = schema.read(data_path)
+    fitted = LadderFit.load(fit_file, dataset=ds)
+    variance_table = None
+    if variance_run is not None:
+        from bayesladder.analyses.variance import variance as checkpoint_variance
+
+        variance_table = checkpoint_variance(ds, variance_run, last)
+    built = reports.build(fitted, ds, data_path, split_list(target), variance_table)
+    written = reports.write(built, output_path, fmt)
+    extra = f" and {len(written) - 1} figures" if len(written) > 1 else ""
+    typer.echo(f"wrote {written[0]}{extra}" + (f" (WARNING: {len(built.banner)} failed diagnostics)" if built.banner else ""), err=True)
+
+
+@app.command()
+@reports_errors
+def variance(
+    data: OptionalDataOption = None,
+    run: Annotated[str, typer.Option("--run", help="Run whose last checkpoints to measure, e.g. 1B-10xC.")] = ...,
+    last: Annotated[int, typer.Option("--last", help="Number of final checkpoints.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Per task: SD and coefficient of variation of task loss and accuracy over a run's last checkpoints; noisy tasks flagged."""
+    from bayesladder import datasets, output, schema
+    from bayesladder.analyses.variance import rule_text
+    from bayesladder.analyses.variance import variance as checkpoint_variance
+
+    ds = schema.read(data or datasets.micro_ladder())
+    table = checkpoint_variance(ds, run, last)
+    output.emit(table, as_json, title=f"Checkpoint variance of {run}, last {last} checkpoints ({rule_text()})")
+
+
 def _set_threads(threads: Optional[int]) -> None:
     import os
 

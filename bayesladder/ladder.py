@@ -1,7 +1,8 @@
 """Which runs a fit uses, and the points it fits: final values per run (step 1), checkpoints (step 2).
 
 The rules follow the paper: a run's final task loss and accuracy are the mean of its last 5
-checkpoints, with D of its last checkpoint; step 2 drops the first ceil(10%) of each run's
+checkpoints (a dataset evaluated too sparsely for that says how many in its ``final_checkpoints``
+attribute), with D of its last checkpoint; step 2 drops the first ceil(10%) of each run's
 checkpoints (warmup, near-chance accuracies).
 """
 
@@ -72,10 +73,11 @@ def select_runs(ds: xr.Dataset, selection: LadderSelection) -> list[str]:
 def final_points(ds: xr.Dataset, runs: list[str]) -> pd.DataFrame:
     """One row per (run, task): N, D of the last checkpoint, mean loss and accuracy of the last 5."""
     records = []
+    window = int(ds.attrs.get("final_checkpoints", FINAL_CHECKPOINTS))
     for run in runs:
         r = ds.sel(run=run)
         present = np.flatnonzero(r["tokens"].notnull().values)
-        last = present[-FINAL_CHECKPOINTS:]
+        last = present[-window:]
         for task in ds["task"].values:
             records.append(
                 dict(

@@ -187,6 +187,9 @@ def validate(ds: xr.Dataset) -> list[str]:
         bad_chance = ~np.isnan(chance) & ((chance <= 0) | (chance >= 1))
         for task in ds["task"].values[bad_chance]:
             problems.append(f"task '{task}': chance must lie strictly between 0 and 1")
+    final = ds.attrs.get("final_checkpoints")
+    if final is not None and not (np.ndim(final) == 0 and float(final) >= 1 and float(final) == int(final)):
+        problems.append("attribute 'final_checkpoints' must be a whole number >= 1")
     if "n_questions" in sound:
         nq = ds["n_questions"].values
         for task in ds["task"].values[~np.isnan(nq) & (nq < 1)]:

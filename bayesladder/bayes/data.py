@@ -6,7 +6,8 @@ geometric means of the ladder's N and final D. Independent reruns of a selected 
 enter as extra points at the same (N, D): they are what tells run-to-run noise apart.
 
 Step 2 sees the checkpoints of the selected runs after the first ceil(10%) are dropped, averaged in
-non-overlapping blocks of 10 consecutive checkpoints. (A moving average, as in the paper, makes
+non-overlapping blocks of 10 consecutive checkpoints (a run with fewer than 20 kept checkpoints
+keeps each of them). (A moving average, as in the paper, makes
 overlapping points that are not independent: treated as independent they make the fit overconfident.)
 
 Each task's losses are also scaled by constants of the data (``loss_scale``: the geometric mean of
@@ -69,13 +70,14 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> ModelData:
     for run in runs:
         for task in tasks:
             _, loss, acc = step2_checkpoints(ds, run, task)
-            n_blocks = len(loss) // BLOCK
+            block = BLOCK if len(loss) >= 2 * BLOCK else 1  # sparsely evaluated runs keep every checkpoint
+            n_blocks = len(loss) // block
             if n_blocks == 0:
                 continue
             # blocks end at the last checkpoint; a partial block at the start is dropped
-            start = len(loss) - n_blocks * BLOCK
-            s2["loss"].append(loss[start:].reshape(n_blocks, BLOCK).mean(axis=1))
-            s2["acc"].append(acc[start:].reshape(n_blocks, BLOCK).mean(axis=1))
+            start = len(loss) - n_blocks * block
+            s2["loss"].append(loss[start:].reshape(n_blocks, block).mean(axis=1))
+            s2["acc"].append(acc[start:].reshape(n_blocks, block).mean(axis=1))
             s2["task"].append(np.full(n_blocks, task_index[task]))
             s2["size"].append(np.full(n_blocks, sizes.index(size_of_run[run])))
 

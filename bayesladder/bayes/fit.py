@@ -34,6 +34,7 @@ class FitConfig:
     draws: int = 1000
     tune: int = 1000
     seed: int = 0
+    target_accept: float = 0.9
     priors: dict[str, Prior] = field(default_factory=dict)
 
     def model_key(self) -> str:
@@ -90,8 +91,8 @@ class LadderFit:
             raise BayesLadderError(f"{path}: not a bayesladder fit file ({type(exc).__name__}); make one with 'bayesladder fit'") from None
         if stored_key != config.model_key():
             raise BayesLadderError(
-                f"{path}: made by a different model version ({json.loads(stored_key)['model']}, this package fits "
-                f"{MODEL_VERSION}); refit it with 'bayesladder fit'"
+                f"{path}: made by a different model version or configuration ({_model_name(stored_key)}, this "
+                f"package fits {MODEL_VERSION} with its current priors); refit it with 'bayesladder fit'"
             )
         if expect is not None and expect.model_key() != stored_key:
             raise BayesLadderError(f"{path}: was fitted with a different configuration (tasks, ladder or priors); refit it")
@@ -113,7 +114,7 @@ def fit(ds: xr.Dataset, config: FitConfig, progress: bool = False) -> LadderFit:
     compiled = nutpie.compile_pymc_model(model)
     tree = nutpie.sample(
         compiled, chains=config.chains, draws=config.draws, tune=config.tune, cores=available_cores(),
-        seed=config.seed, progress_bar=progress, save_warmup=False,
+        seed=config.seed, progress_bar=progress, save_warmup=False, target_accept=config.target_accept,
     )  # fmt: skip
     tree = tree.copy()
     tree["observed_data"] = xr.DataTree(observed_data(data))
@@ -164,6 +165,14 @@ def _config_from_json(text: str) -> FitConfig:
     return FitConfig(
         tasks=tuple(raw["tasks"]),
         selection=LadderSelection(**{k: tuple(v) if v is not None else None for k, v in selection.items()}),
-        chains=raw["chains"], draws=raw["draws"], tune=raw["tune"], seed=raw["seed"],
+        chains=raw["chains"], draws=raw["draws"], tune=raw["tune"], seed=raw["seed"], target_accept=raw["target_accept"],
         priors={name: Prior(p["dist"], p["params"], tuple(p["dims"])) for name, p in raw["priors"].items()},
     )  # fmt: skip
+
+
+def _model_name(key: str) -> str:
+    """The model version named in a stored model key ('unknown model' when the key is unreadable)."""
+    try:
+        return str(json.loads(key)["model"])
+    except (ValueError, KeyError, TypeError):
+        return "unknown model"
