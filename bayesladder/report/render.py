@@ -1,0 +1,130 @@
+"""Rendering a :class:`~bayesladder.report.build.Report`: one self-contained HTML file (figures as
+base64 PNG, no network), or Markdown with the PNGs in a folder beside it."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from bayesladder.errors import BayesLadderError
+from bayesladder.report.build import Report
+
+HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{{ report.title }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+.banner { background: #fde2e1; border: 2px solid #c0392b; color: #7b1d13; padding: .8em 1em; font-weight: 600; }
+table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1.5em; }
+th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; }
+th { background: #f3f3f3; } td.text { text-align: left; }
+td.FAIL { background: #f8d7da; font-weight: 600; } td.warn { background: #fff3cd; } td.pass { background: #d4edda; }
+figure { display: inline-block; margin: .5em; } img { max-width: 100%; } figcaption { font-size: .8em; color: #555; }
+nav a { margin-right: 1em; } .scroll { overflow-x: auto; }
+</style>
+</head>
+<body>
+<h1>{{ report.title }}</h1>
+{% if report.banner %}<div class="banner" id="banner" role="alert">{% for line in report.banner %}<div>{{ line }}</div>{% endfor %}</div>{% endif %}
+<nav>{% for s in report.sections %}<a href="#{{ s.key }}">{{ s.title }}</a>{% endfor %}</nav>
+{% for s in report.sections %}
+<section id="{{ s.key }}">
+<h2>{{ s.title }}</h2>
+{% if s.text %}<p>{{ s.text }}</p>{% endif %}
+{% for caption, table in s.tables %}<div class="scroll"><table aria-label="{{ caption }}"><thead><tr>{% for c in table.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
+<tbody>{% for row in rows(table) %}<tr>{% for cls, cell in row %}<td class="{{ cls }}">{{ cell }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>
+{% endfor %}
+{% for caption, data in s.figures %}<figure><img alt="{{ caption }}" src="data:image/png;base64,{{ b64(data) }}"><figcaption>{{ caption }}</figcaption></figure>
+{% endfor %}
+</section>
+{% endfor %}
+</body>
+</html>
+"""
+
+
+def html(report: Report) -> str:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.from_string(HTML)
+    return template.render(report=report, rows=_rows, b64=lambda data: base64.b64encode(data).decode("ascii"))
+
+
+def markdown(report: Report, figure_folder: Path, link_prefix: str) -> str:
+    """Markdown text; writes each figure into ``figure_folder`` and links it as ``link_prefix/NAME.png``."""
+    figure_folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {report.title}", ""]
+    for line in report.banner:
+        lines += [f"> **{line}**", ""]
+    for s in report.sections:
+        lines += [f"## {s.title}", ""]
+        if s.text:
+            lines += [s.text, ""]
+        for caption, table in s.tables:
+            lines += [f"*{caption}*", "", "| " + " | ".join(map(str, table.columns)) + " |",
+                      "|" + "---|" * len(table.columns)]  # fmt: skip
+            for row in _rows(table):
+                lines.append("| " + " | ".join(cell.replace("|", "\\|") for _, cell in row) + " |")
+            lines.append("")
+        for k, (caption, data) in enumerate(s.figures):
+            name = f"{s.key}-{k + 1}-{_slug(caption)}.png"
+            (figure_folder / name).write_bytes(data)
+            lines += [f"![{caption}]({link_prefix}/{name})", ""]
+    return "\n".join(lines)
+
+
+def write(report: Report, path: str | Path, fmt: str = "html") -> list[Path]:
+    """Write the report; returns every file written (the page first)."""
+    path = Path(path)
+    if fmt not in ("html", "md"):
+        raise BayesLadderError(f"unknown report format '{fmt}'; use html or md")
+    if path.is_dir():
+        raise BayesLadderError(f"{path} is a folder; give a file name for the report, e.g. {path / ('report.' + fmt)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "html":
+            path.write_text(html(report), encoding="utf-8")
+            return [path]
+        folder = path.parent / f"{path.stem}_figures"
+        path.write_text(markdown(report, folder, folder.name), encoding="utf-8")
+        return [path, *sorted(folder.glob("*.png"))]
+    except OSError as exc:
+        raise BayesLadderError(f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location") from None
+
+
+def _rows(table: pd.DataFrame) -> list[list[tuple[str, str]]]:
+    out = []
+    for row in table.itertuples(index=False):
+        cells = []
+        for value in row:
+            cls = "text"
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                text = "-"
+            elif isinstance(value, (bool,)) or type(value).__name__ == "bool_":
+                text = "yes" if value else "no"
+            elif isinstance(value, float) or type(value).__name__.startswith("float"):
+                text = _number(float(value))
+                cls = ""
+            else:
+                text = str(value)
+                cls = text if text in ("pass", "FAIL", "warn", "info") else ("" if text.lstrip("-").isdigit() else "text")
+            cells.append((cls, text))
+        out.append(cells)
+    return out
+
+
+def _number(v: float) -> str:
+    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+        return f"{v:.3g}"
+    return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]

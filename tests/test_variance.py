@@ -1,0 +1,54 @@
+"""`bayesladder variance`: per-task SD and CV over a run's last checkpoints, noisy tasks, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bayesladder.analyses.variance import COLUMNS, variance
+from bayesladder.cli import app
+
+runner = CliRunner()
+
+
+def test_variance_json_on_the_olmo_ladder(olmo_ladder_nc, olmo_ladder_ds):
+    result = runner.invoke(app, ["variance", "--data", str(olmo_ladder_nc), "--run", "1B-10xC", "--last", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.output)
+    assert len(records) == olmo_ladder_ds.sizes["task"]
+    assert all(list(r) == COLUMNS for r in records)
+    by_task = {r["task"]: r for r in records}
+    assert all(r["n"] == 10 and r["run"] == "1B-10xC" for r in records)
+    # by hand: the last 10 of 1B-10xC's 163 checkpoints
+    acc = olmo_ladder_ds["accuracy"].sel(run="1B-10xC", task="boolq").values[153:163]
+    assert by_task["boolq"]["acc_sd"] == pytest.approx(np.std(acc, ddof=1))
+    assert by_task["boolq"]["acc_cv"] == pytest.approx(np.std(acc, ddof=1) / np.mean(acc))
+    # the rule (accuracy CV > 2% or loss CV > 1%) flags the two tasks the paper finds noisy on this run
+    assert sorted(t for t, r in by_task.items() if r["noisy"]) == ["boolq", "openbookqa"]
+
+
+def test_variance_thresholds_are_arguments(olmo_ladder_ds):
+    assert variance(olmo_ladder_ds, "1B-10xC", 10, acc_cv=1.0, loss_cv=1.0)["noisy"].sum() == 0
+    assert variance(olmo_ladder_ds, "1B-10xC", 10, acc_cv=0.0, loss_cv=0.0)["noisy"].all()
+
+
+def test_variance_table_output(olmo_ladder_nc):
+    result = runner.invoke(app, ["variance", "--data", str(olmo_ladder_nc), "--run", "3B-10xC", "--last", "5"])
+    assert result.exit_code == 0 and "noisy" in result.output and "hellaswag" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--run", "9B-10xC"], "unknown run '9B-10xC'"),
+        (["--run", "1B-10xC", "--last", "164"], "--last 164 is more than the 163 checkpoints run '1B-10xC' has"),
+        (["--run", "1B-10xC", "--last", "1"], "--last must be at least 2"),
+    ],
+)
+def test_variance_bad_input_is_one_line(olmo_ladder_nc, args, fragment):
+    result = runner.invoke(app, ["variance", "--data", str(olmo_ladder_nc), *args])
+    assert result.exit_code == 1
+    assert fragment in result.output and result.output.count("\n") == 1
