@@ -250,6 +250,8 @@ def backtest(
     draws: Annotated[int, DrawsOptions["draws"]] = 1000,
     tune: Annotated[int, DrawsOptions["tune"]] = 1000,
     seed: Annotated[int, DrawsOptions["seed"]] = 0,
+    subsets: Annotated[bool, typer.Option("--subsets", help="Refit on smaller ladders (drop sizes/lengths); report compute vs error per subset.")] = False,
+    figure: Annotated[Optional[Path], typer.Option("--figure", help="With --subsets: write the error/width vs compute figure (PNG).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Fit without the held-out sizes, predict their runs, and score median, interval and CRPS vs the baseline."""
@@ -258,6 +260,16 @@ def backtest(
 
     ds = schema.read(data or datasets.micro_ladder())
     config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
+    if subsets:
+        from bayesladder.analyses import subsets as ladder_subsets
+
+        summary, _ = ladder_subsets.run_subsets(ds, config, split_list(holdout_size), progress=not as_json)
+        if figure is not None:
+            figure.write_bytes(ladder_subsets.figure(summary))
+        output.emit(summary, as_json, title="Compute vs error: per ladder subset (accuracy; 90% intervals; flops_fraction = ladder 6ND / target 6ND)")
+        return
+    if figure is not None:
+        raise BayesLadderError("--figure needs --subsets")
     _, table, summary = run_backtest(ds, config, split_list(holdout_size), progress=not as_json)
     columns = ["run", "task", "actual_acc", "acc_median", "acc_q05", "acc_q95", "covered", "crps", "baseline_acc"]
     if as_json:
@@ -277,6 +289,7 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file) or md (Markdown, PNGs in a folder beside it).")] = "html",
     variance_run: Annotated[Optional[str], typer.Option("--variance-run", help="Add the checkpoint-variance section for this run.")] = None,
     last: Annotated[int, typer.Option("--last", help="Checkpoints for the variance section.")] = 10,
+    subsets_json: Annotated[Optional[Path], typer.Option("--subsets", help="Add the compute-vs-error section from 'backtest --subsets --json' output.")] = None,
 ) -> None:
     """A report of a fit: predictions with intervals, step 1/2 and chained figures, diagnostics, priors, provenance."""
     from bayesladder import datasets, schema
@@ -293,10 +306,26 @@ def report(
         from bayesladder.analyses.variance import variance as checkpoint_variance
 
         variance_table = checkpoint_variance(ds, variance_run, last)
-    built = reports.build(fitted, ds, data_path, split_list(target), variance_table)
+    subsets_table = _read_records(subsets_json) if subsets_json is not None else None
+    built = reports.build(fitted, ds, data_path, split_list(target), variance_table, subsets_table)
     written = reports.write(built, output_path, fmt)
     extra = f" and {len(written) - 1} figures" if len(written) > 1 else ""
     typer.echo(f"wrote {written[0]}{extra}" + (f" (WARNING: {len(built.banner)} failed diagnostics)" if built.banner else ""), err=True)
+
+
+def _read_records(path: Path):
+    """A JSON list of records (what --json prints) as a DataFrame."""
+    import json
+
+    import pandas as pd
+
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BayesLadderError(f"{path}: not a readable JSON file ({type(exc).__name__}); write it with --json") from None
+    if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
+        raise BayesLadderError(f"{path}: expected a non-empty JSON list of records, as --json prints")
+    return pd.DataFrame.from_records(records)
 
 
 @app.command()

@@ -157,3 +157,34 @@ def test_report_build_api_on_the_dataset_file(olmo_fit_file, olmo_ladder_ds, olm
     provenance = dict(built.sections[-1].tables[0][1].values)
     assert provenance["dataset content hash"] == schema.content_hash(olmo_ladder_ds)
     assert "1B-10xC" in provenance["runs used by the fit"] and "1B-1xC-rerun" in provenance["runs used by the fit"]
+
+
+SUBSET_RECORDS = [
+    {"subset": name, "sizes": "370M,760M,1B", "lengths": "1xC,2xC", "n_runs": n, "flops": 1e21 * f, "flops_fraction": f,
+     "mae": mae, "coverage": 1.0, "mean_width": 0.1, "mean_crps": 0.01, "baseline_mae": 0.03, "n": 3}
+    for name, n, f, mae in (("full ladder", 12, 0.4, 0.02), ("drop largest size", 8, 0.13, 0.03))
+]  # fmt: skip
+
+
+def test_report_adds_the_subsets_section(olmo_fit_file, olmo_ladder_nc, tmp_path):
+    subsets = tmp_path / "subsets.json"
+    subsets.write_text(json.dumps(SUBSET_RECORDS))
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "--target", "3B-10xC",
+                                 "--subsets", str(subsets), "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert '<section id="subsets">' in page and "drop largest size" in page
+    assert len(_images(page)) == N_FIGURES + 1
+
+
+@pytest.mark.parametrize("content, fragment", [("not json", "not a readable JSON file"), ("[]", "non-empty JSON list"),
+                                               ('[{"subset": "x"}]', "lacks column(s)")])  # fmt: skip
+def test_report_bad_subsets_file_is_one_line(olmo_fit_file, olmo_ladder_nc, tmp_path, content, fragment):
+    subsets = tmp_path / "subsets.json"
+    subsets.write_text(content)
+    result = runner.invoke(app, ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "--subsets", str(subsets),
+                                 "-o", str(tmp_path / "r.html")])  # fmt: skip
+    assert result.exit_code == 1
+    assert fragment in result.output and result.output.count("\n") == 1
+

@@ -80,6 +80,7 @@ def build(
     dataset_path: str | Path,
     targets: list[str] | None = None,
     variance_table: pd.DataFrame | None = None,
+    subsets_table: pd.DataFrame | None = None,
     thresholds: Thresholds = Thresholds(),
     max_draws: int = 500,
     seed: int = 0,
@@ -144,6 +145,8 @@ def build(
     ]
     if variance_table is not None:
         sections.append(variance_section(variance_table, headline))
+    if subsets_table is not None:
+        sections.append(subsets_section(subsets_table))
     sections.append(provenance_section(fitted, ds, dataset_path, runs_all, specs))
     return Report(title=f"bayesladder report: {', '.join(s.name for s in specs)}", banner=banner, sections=sections)
 
@@ -214,6 +217,20 @@ def variance_section(table: pd.DataFrame, headline: pd.DataFrame) -> Section:
                  "near 1 or below means the prediction error is as small as the evaluation noise allows.")  # fmt: skip
     noisy = ", ".join(table.loc[table["noisy"], "task"]) or "none"
     return Section("variance", "Checkpoint variance", f"{text} Noisy tasks: {noisy}.", tables=[("Variance per task", table)])
+
+
+def subsets_section(table: pd.DataFrame) -> Section:
+    """The table of ``bayesladder backtest --subsets --json`` and its compute-vs-error figure."""
+    from bayesladder.analyses.subsets import COLUMNS, figure
+
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise BayesLadderError(f"the subsets table lacks column(s) {', '.join(missing)}; make it with 'bayesladder backtest --subsets --json'")
+    text = ("Refits on smaller ladders, each scored on the same held-out runs: MAE of the posterior median accuracy, "
+            "coverage of the 90% interval, its mean width, and the baseline's MAE, against the ladder's compute "
+            "(6ND summed over its runs) as a fraction of the largest held-out run's.")  # fmt: skip
+    return Section("subsets", "Compute vs error", text, tables=[("Per ladder subset", table[COLUMNS])],
+                   figures=[("Error and interval width against ladder compute", figure(table))])  # fmt: skip
 
 
 def provenance_section(fitted: LadderFit, ds, dataset_path, runs, specs) -> Section:
