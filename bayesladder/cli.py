@@ -290,6 +290,7 @@ def report(
     variance_run: Annotated[Optional[str], typer.Option("--variance-run", help="Add the checkpoint-variance section for this run.")] = None,
     last: Annotated[int, typer.Option("--last", help="Checkpoints for the variance section.")] = 10,
     subsets_json: Annotated[Optional[Path], typer.Option("--subsets", help="Add the compute-vs-error section from 'backtest --subsets --json' output.")] = None,
+    compare_json: Annotated[Optional[Path], typer.Option("--compare", help="Add the design-comparison section from 'compare --json' output.")] = None,
 ) -> None:
     """A report of a fit: predictions with intervals, step 1/2 and chained figures, diagnostics, priors, provenance."""
     from bayesladder import datasets, schema
@@ -307,7 +308,8 @@ def report(
 
         variance_table = checkpoint_variance(ds, variance_run, last)
     subsets_table = _read_records(subsets_json) if subsets_json is not None else None
-    built = reports.build(fitted, ds, data_path, split_list(target), variance_table, subsets_table)
+    compare_table = _read_records(compare_json) if compare_json is not None else None
+    built = reports.build(fitted, ds, data_path, split_list(target), variance_table, subsets_table, compare_table)
     written = reports.write(built, output_path, fmt)
     extra = f" and {len(written) - 1} figures" if len(written) > 1 else ""
     typer.echo(f"wrote {written[0]}{extra}" + (f" (WARNING: {len(built.banner)} failed diagnostics)" if built.banner else ""), err=True)
@@ -344,6 +346,33 @@ def variance(
     ds = schema.read(data or datasets.micro_ladder())
     table = checkpoint_variance(ds, run, last)
     output.emit(table, as_json, title=f"Checkpoint variance of {run}, last {last} checkpoints ({rule_text()})")
+
+
+@app.command()
+@reports_errors
+def compare(
+    data: OptionalDataOption = None,
+    ladder: LadderOption = None,
+    sizes: SizesOption = None,
+    lengths: LengthsOption = None,
+    holdout_size: Annotated[list[str], typer.Option("--holdout-size", help="Size(s) to hold out and predict.")] = ...,
+    tasks: TasksOption = "all",
+    designs: Annotated[Optional[list[str]], typer.Option("--designs", help="Designs to compare (default: all): two-step, flops-step1, single-step, c4-intermediate, baseline.")] = None,
+    valset: Annotated[str, typer.Option("--valset", help="Validation set whose loss is the c4-intermediate design's feature.")] = "c4_en",
+    chains: Annotated[int, DrawsOptions["chains"]] = 4,
+    draws: Annotated[int, DrawsOptions["draws"]] = 1000,
+    tune: Annotated[int, DrawsOptions["tune"]] = 1000,
+    seed: Annotated[int, DrawsOptions["seed"]] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Backtest alternative designs (single-step, FLOPs step 1, validation-loss intermediate, baseline) on the same held-out runs; rank them."""
+    from bayesladder import datasets, output, schema
+    from bayesladder.analyses.designs import compare as compare_designs
+
+    ds = schema.read(data or datasets.micro_ladder())
+    config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
+    ranking, _ = compare_designs(ds, config, split_list(holdout_size), split_list(designs), valset)
+    output.emit(ranking, as_json, title="Designs ranked by backtest MAE (accuracy; coverage of 90% intervals; elpd_loo only where the observations coincide)")
 
 
 def _set_threads(threads: Optional[int]) -> None:

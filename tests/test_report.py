@@ -188,3 +188,17 @@ def test_report_bad_subsets_file_is_one_line(olmo_fit_file, olmo_ladder_nc, tmp_
     assert result.exit_code == 1
     assert fragment in result.output and result.output.count("\n") == 1
 
+
+
+def test_report_adds_the_compare_section(olmo_fit_file, olmo_ladder_nc, tmp_path):
+    from bayesladder.analyses.designs import COLUMNS
+
+    records = [dict.fromkeys(COLUMNS, 0.01) | {"design": d, "rank": i + 1, "n": 6, "description": d, "elpd_loo": None}
+               for i, d in enumerate(("two-step", "baseline"))]  # fmt: skip
+    compare_file = tmp_path / "compare.json"
+    compare_file.write_text(json.dumps(records))
+    out = tmp_path / "r.md"
+    result = runner.invoke(app, ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "--target", "3B-10xC",
+                                 "--compare", str(compare_file), "--format", "md", "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "## Alternative designs" in out.read_text() and "| two-step |" in out.read_text()

@@ -81,6 +81,7 @@ def build(
     targets: list[str] | None = None,
     variance_table: pd.DataFrame | None = None,
     subsets_table: pd.DataFrame | None = None,
+    compare_table: pd.DataFrame | None = None,
     thresholds: Thresholds = Thresholds(),
     max_draws: int = 500,
     seed: int = 0,
@@ -147,6 +148,8 @@ def build(
         sections.append(variance_section(variance_table, headline))
     if subsets_table is not None:
         sections.append(subsets_section(subsets_table))
+    if compare_table is not None:
+        sections.append(compare_section(compare_table))
     sections.append(provenance_section(fitted, ds, dataset_path, runs_all, specs))
     return Report(title=f"bayesladder report: {', '.join(s.name for s in specs)}", banner=banner, sections=sections)
 
@@ -231,6 +234,19 @@ def subsets_section(table: pd.DataFrame) -> Section:
             "(6ND summed over its runs) as a fraction of the largest held-out run's.")  # fmt: skip
     return Section("subsets", "Compute vs error", text, tables=[("Per ladder subset", table[COLUMNS])],
                    figures=[("Error and interval width against ladder compute", figure(table))])  # fmt: skip
+
+
+def compare_section(table: pd.DataFrame) -> Section:
+    """The ranking of ``bayesladder compare --json``."""
+    from bayesladder.analyses.designs import COLUMNS
+
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise BayesLadderError(f"the comparison table lacks column(s) {', '.join(missing)}; make it with 'bayesladder compare --json'")
+    text = ("Alternative designs backtested on the same held-out runs, ranked by MAE of the median accuracy; coverage "
+            "of the 90% interval and mean CRPS beside it. elpd_loo (PSIS-LOO) is given only for designs that see the "
+            "same observations (two-step and flops-step1).")  # fmt: skip
+    return Section("compare", "Alternative designs", text, tables=[("Designs ranked", table[COLUMNS])])
 
 
 def provenance_section(fitted: LadderFit, ds, dataset_path, runs, specs) -> Section:
