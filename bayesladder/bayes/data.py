@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from bayesladder.errors import BayesLadderError
-from bayesladder.ladder import final_points, step2_checkpoints
+from bayesladder.ladder import FINAL_CHECKPOINTS, final_points, step2_checkpoints
 
 BLOCK = 10
 
@@ -50,6 +50,8 @@ class ModelData:
     s2_size: np.ndarray
     s2_loss: np.ndarray
     s2_acc: np.ndarray
+    s2_count: np.ndarray  # checkpoints averaged into each point
+    final_count: int  # checkpoints averaged into a run's final value (a target's measured accuracy)
 
     def standardise(self, n_params, tokens):
         return np.log(n_params) - self.log_n_ref, np.log(tokens) - self.log_d_ref
@@ -66,7 +68,7 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> ModelData:
     task_index = {t: i for i, t in enumerate(tasks)}
     size_of_run = {r: str(ds["size"].sel(run=r).values) for r in runs}
 
-    s2 = {"task": [], "size": [], "loss": [], "acc": []}
+    s2 = {"task": [], "size": [], "loss": [], "acc": [], "count": []}
     for run in runs:
         for task in tasks:
             _, loss, acc = step2_checkpoints(ds, run, task)
@@ -78,6 +80,7 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> ModelData:
             start = len(loss) - n_blocks * block
             s2["loss"].append(loss[start:].reshape(n_blocks, block).mean(axis=1))
             s2["acc"].append(acc[start:].reshape(n_blocks, block).mean(axis=1))
+            s2["count"].append(np.full(n_blocks, block))
             s2["task"].append(np.full(n_blocks, task_index[task]))
             s2["size"].append(np.full(n_blocks, sizes.index(size_of_run[run])))
 
@@ -103,6 +106,7 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> ModelData:
         s1_x=np.log(finals["n_params"].to_numpy()) - log_n_ref, s1_y=np.log(finals["tokens"].to_numpy()) - log_d_ref,
         s1_loss=s1_loss,
         s2_task=s2_task, s2_size=np.concatenate(s2["size"]), s2_loss=s2_loss, s2_acc=np.concatenate(s2["acc"]),
+        s2_count=np.concatenate(s2["count"]), final_count=int(ds.attrs.get("final_checkpoints", FINAL_CHECKPOINTS)),
     )  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from scipy import stats
 from scipy.special import expit
 
 from bayesladder.bayes.fit import LadderFit
-from bayesladder.bayes.model import LOSS_NU, accuracy_curve, relative_loss
+from bayesladder.bayes.model import LOSS_NU, accuracy_curve, measurement_sd, relative_loss
 
 # Structural standard-normal variables (non-centred offsets) carry no information of their own.
 SKIPPED = ("alpha_z", "beta_z", "loss_size_z")
@@ -112,7 +112,8 @@ def pointwise(fit: LadderFit, seed: int = 0) -> tuple[dict[str, np.ndarray], dic
     acc = accuracy_curve(
         u, at("floor", t2), at("ceiling", t2), at("k", t2), at("midpoint", t2), at("acc_size_effect", t2, s2), expit
     )
-    sd = np.sqrt(acc * (1 - acc) / const["n_questions"].values[t2] + at("acc_jitter", t2) ** 2)
+    evaluations = const["n_questions"].values[t2] * const["acc_count"].values
+    sd = measurement_sd(acc, evaluations, at("acc_jitter", t2), np.sqrt)
     ll_acc = stats.norm.logpdf(obs["accuracy"].values, loc=acc, scale=sd)
     rep_acc = acc + sd * rng.standard_normal(acc.shape)
     return {"log_loss": ll_loss, "accuracy": ll_acc}, {"log_loss": rep_loss, "accuracy": rep_acc}

@@ -146,10 +146,10 @@ def constant_data(data: ModelData) -> xr.Dataset:
             "loss_task": ("loss_point", data.s1_task), "loss_size": ("loss_point", data.s1_size),
             "loss_x": ("loss_point", data.s1_x), "loss_y": ("loss_point", data.s1_y),
             "acc_task": ("acc_point", data.s2_task), "acc_size": ("acc_point", data.s2_size),
-            "acc_loss": ("acc_point", data.s2_loss),
+            "acc_loss": ("acc_point", data.s2_loss), "acc_count": ("acc_point", data.s2_count),
         },  # fmt: skip
         coords={"task": data.tasks, "size": data.sizes},
-        attrs={"log_n_ref": data.log_n_ref, "log_d_ref": data.log_d_ref},
+        attrs={"log_n_ref": data.log_n_ref, "log_d_ref": data.log_d_ref, "final_count": data.final_count},
     )
 
 

@@ -5,7 +5,7 @@ Step 1 (task loss, one point per run; l = L / loss_scale, x and y standardised l
     ln L_obs ~ StudentT(4, ln(loss_scale l) + delta[size], loss_noise)
 Step 2 (accuracy, blocks of checkpoints; u = standardised task loss):
     p = floor + (ceiling - floor) * sigmoid(midpoint - k u + eta[size])
-    acc_obs ~ Normal(p, sqrt(p (1 - p) / n + acc_jitter^2))
+    acc_obs ~ Normal(p, sqrt(p (1 - p) / (n m) + acc_jitter^2))   (m checkpoints averaged per point)
 
 Geometry. A ladder pins down a task's loss at its centre and the slopes there far better than it
 pins E, A and alpha apart; sampled directly they form a curved ridge (NUTS tree depth ~8). So the
@@ -34,7 +34,7 @@ from bayesladder.bayes.data import ModelData
 from bayesladder.bayes.priors import Prior, merge
 
 LOSS_NU = 4.0
-E_SHARPNESS = 20.0  # softplus sharpness keeping E >= 0 (relative-loss units)
+E_SHARPNESS = 10.0  # softplus sharpness keeping E >= 0 (relative-loss units)
 
 
 def irreducible_loss(centre, slope_n, slope_d, alpha, beta, softplus):
@@ -51,6 +51,11 @@ def relative_loss(x, y, centre, slope_n, slope_d, alpha, beta, exp, softplus):
 def accuracy_curve(u, floor, ceiling, k, midpoint, size_effect, sigmoid):
     """Step-2 curve: from ``ceiling`` at low loss down to ``floor`` at high loss."""
     return floor + (ceiling - floor) * sigmoid(midpoint - k * u + size_effect)
+
+
+def measurement_sd(acc, evaluations, jitter, sqrt):
+    """SD of a measured accuracy: binomial over questions x averaged checkpoints, plus jitter."""
+    return sqrt(acc * (1 - acc) / evaluations + jitter**2)
 
 
 def build_model(data: ModelData, priors: Mapping[str, Prior] | None = None) -> pm.Model:
@@ -100,6 +105,6 @@ def build_model(data: ModelData, priors: Mapping[str, Prior] | None = None) -> p
         acc = accuracy_curve(
             u, floor[t2], ceiling[t2], k[t2], p["midpoint"][t2], acc_size_effect[data.s2_size, t2], pm.math.sigmoid
         )
-        sd = pt.sqrt(acc * (1 - acc) / data.n_questions[t2] + p["acc_jitter"][t2] ** 2)
+        sd = measurement_sd(acc, data.n_questions[t2] * data.s2_count, p["acc_jitter"][t2], pt.sqrt)
         pm.Normal("accuracy", mu=acc, sigma=sd, observed=data.s2_acc, dims="acc_point")
     return model

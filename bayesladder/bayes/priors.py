@@ -37,14 +37,14 @@ DEFAULT_PRIORS: dict[str, Prior] = {
     "slope_n": Prior("LogNormal", {"mu": -2.5, "sigma": 1.0}, ("task",)),
     "slope_d": Prior("LogNormal", {"mu": -2.5, "sigma": 1.0}, ("task",)),
     "irreducible": Prior("Normal", {"mu": 0.5, "sigma": 0.3}),  # prior on E (relative), a Potential
-    "log_alpha_mu": Prior("Normal", {"mu": -1.2, "sigma": 0.5}),
+    "log_alpha_mu": Prior("Normal", {"mu": -1.2, "sigma": 0.3}),
     "log_alpha_sigma": Prior("LogNormal", {"mu": -2.3, "sigma": 0.3}),
-    "log_beta_mu": Prior("Normal", {"mu": -1.2, "sigma": 0.5}),
+    "log_beta_mu": Prior("Normal", {"mu": -1.2, "sigma": 0.3}),
     "log_beta_sigma": Prior("LogNormal", {"mu": -2.3, "sigma": 0.3}),
     "loss_noise": Prior("HalfNormal", {"sigma": 0.02}, ("task",)),
     "loss_size_scale": Prior("HalfNormal", {"sigma": 0.01}),
     # step 2: acc = floor + (ceiling - floor) * sigmoid(m - k u + size effect), u standardised loss
-    "floor_offset": Prior("Normal", {"mu": 0.0, "sigma": 0.5}, ("task",)),
+    "floor_offset": Prior("Normal", {"mu": 0.0, "sigma": 0.3}, ("task",)),
     "ceiling_gap": Prior("HalfNormal", {"sigma": 0.02}, ("task",)),
     "log_k_mu": Prior("Normal", {"mu": 0.5, "sigma": 1.0}),
     "log_k_sigma": Prior("LogNormal", {"mu": -0.7, "sigma": 0.4}),
