@@ -1,7 +1,8 @@
 """Simulated ladders from known parameters, shared by the tests (parameter recovery, calibration).
 
 The truth follows the model's own two steps: L(N, D) = E + A (N/N_ref)^-alpha + B (D/D_ref)^-beta,
-then accuracy = floor + (1 - floor) sigmoid(-k (L - L0)), with measurement noise on both.
+then accuracy = floor + (1 - floor) sigmoid(-k (L - L0)), with measurement noise on both (and,
+optionally, per-size deviations from both curves, as the model's size effects).
 """
 
 from __future__ import annotations
@@ -51,8 +52,19 @@ def true_loss(truth: TaskTruth, n_params, tokens, log_n_ref: float, log_d_ref: f
     return truth.E + truth.A * np.exp(-truth.alpha * x) + truth.B * np.exp(-truth.beta * y)
 
 
-def true_accuracy(truth: TaskTruth, loss):
-    return truth.floor + (1 - truth.floor) * expit(-truth.k * (loss - truth.L0))
+def true_accuracy(truth: TaskTruth, loss, logit_shift: float = 0.0):
+    return truth.floor + (1 - truth.floor) * expit(-truth.k * (loss - truth.L0) + logit_shift)
+
+
+def draw_size_effects(
+    rng: np.random.Generator, sizes, tasks, loss_sd: float = 0.01, acc_sd: float = 0.05
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """Per (size, task): (relative loss deviation, accuracy logit shift), as the model's per-size effects.
+
+    Every size (a ladder size or a target's own) deviates from the smooth curves by its own amount;
+    pass the result to :func:`simulate_ladder` as ``size_effects``.
+    """
+    return {(s, t): (loss_sd * rng.standard_normal(), acc_sd * rng.standard_normal()) for s in sizes for t in tasks}
 
 
 def reference_point() -> tuple[float, float]:
@@ -64,9 +76,15 @@ def reference_point() -> tuple[float, float]:
 
 def simulate_ladder(
     truths: dict[str, TaskTruth], rng: np.random.Generator, loss_noise: float = 0.005, acc_jitter: float = 0.003,
-    targets: dict[str, tuple[float, float]] | None = None,
+    targets: dict[str, tuple[float, float]] | None = None, noisy_targets: bool = False,
+    size_effects: dict[tuple[str, str], tuple[float, float]] | None = None,
 ) -> xr.Dataset:
-    """A ladder dataset (plus noise-free target runs, role 'target') drawn from ``truths``."""
+    """A ladder dataset (plus target runs, role 'target') drawn from ``truths``.
+
+    Target runs are noise-free unless ``noisy_targets``: then they are measured like ladder runs, as a
+    real held-out model would be (what a predictive interval should cover). ``size_effects`` (see
+    :func:`draw_size_effects`; a target's size is its name) shift each size's losses and accuracy logits.
+    """
     log_n_ref, log_d_ref = reference_point()
     runs = [(f"{s}-{m}", s, m, SIZES[s], 20 * mult * SIZES[s], "ladder") for s in SIZES for m, mult in MULTIPLIERS.items()]
     runs += [(name, name, "target", n, d, "target") for name, (n, d) in (targets or {}).items()]
@@ -78,13 +96,14 @@ def simulate_ladder(
     final_phase = np.arange(CHECKPOINTS) >= CHECKPOINTS - 5
     for i, (name, size, length, n, d_final, role) in enumerate(runs):
         tokens[i] = d_final * np.arange(1, CHECKPOINTS + 1) / CHECKPOINTS
-        noisy = role == "ladder"
+        noisy = role == "ladder" or noisy_targets
         for j, task in enumerate(tasks):
             truth = truths[task]
             # the last 5 checkpoints sit at the run's final loss (the learning rate has decayed)
+            loss_shift, logit_shift = (size_effects or {}).get((size, task), (0.0, 0.0))
             clean = true_loss(truth, n, np.where(final_phase, d_final, tokens[i]), log_n_ref, log_d_ref)
-            loss[i, :, j] = clean * np.exp(loss_noise * rng.standard_normal() if noisy else 0.0)
-            p = true_accuracy(truth, loss[i, :, j])
+            loss[i, :, j] = clean * np.exp(loss_shift + (loss_noise * rng.standard_normal() if noisy else 0.0))
+            p = true_accuracy(truth, loss[i, :, j], logit_shift)
             if noisy:
                 p = p + rng.normal(0, np.sqrt(p * (1 - p) / truth.n_questions + acc_jitter**2))
             acc[i, :, j] = np.clip(p, 0, 1)

@@ -1,0 +1,418 @@
+"""The Bayesian model's commands with tiny draws: fit / predict / diagnose / backtest through the CLI,
+JSON shapes, the fit file, refusal of mismatching fits, exit codes, and CRPS / summaries as plain maths.
+
+One fit (2 tasks, 2 chains x 100 draws on the OLMo paper ladder) is made once per session and shared;
+it cannot pass the default diagnostics at that size, which is itself what the exit-code tests check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+import bayesladder
+from bayesladder import schema
+from bayesladder.bayes import diagnostics
+from bayesladder.bayes.fit import FitConfig, LadderFit
+from bayesladder.bayes.predict import crps, predictive_draws, summarise
+from bayesladder.cli import app
+from bayesladder.errors import BayesLadderError
+from bayesladder.ladder import PRESETS, actual_final
+
+runner = CliRunner()
+
+TASKS = ["mmlu", "hellaswag"]
+TINY = ("--chains", 2, "--draws", 100, "--tune", 100)
+PREDICT_KEYS = ["task", "loss_median", "loss_q05", "loss_q25", "loss_q75", "loss_q95",
+                "acc_median", "acc_q05", "acc_q25", "acc_q75", "acc_q95"]  # fmt: skip
+DIAGNOSE_KEYS = ["ok", "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "max_pareto_k"]
+BACKTEST_KEYS = ["run", "task", "actual_acc", "acc_median", "acc_q05", "acc_q95", "covered", "crps", "baseline_acc"]
+LOOSE = ("--max-rhat", 10, "--min-ess", 1, "--min-bfmi", 0)
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_error(result, *fragments):
+    """Exit code 1, one 'error: ...' line on stderr naming the fragments, no traceback, nothing on stdout."""
+    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def records(result) -> list[dict]:
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def tiny_fit(olmo_ladder_nc, tmp_path_factory):
+    """(fit file, CliRunner result) of one tiny fit on the paper ladder, made once per session."""
+    path = tmp_path_factory.mktemp("bayes") / "fit.nc"
+    result = invoke(
+        "fit", "--data", olmo_ladder_nc, "--ladder", "paper", "--tasks", ",".join(TASKS), *TINY, "-o", path, "--json"
+    )
+    return path, result
+
+
+@pytest.fixture(scope="session")
+def fit_file(tiny_fit):
+    path, result = tiny_fit
+    assert path.is_file(), (result.exit_code, result.output, result.exception)
+    return path
+
+
+@pytest.fixture(scope="session")
+def loaded_fit(fit_file):
+    return LadderFit.load(fit_file)
+
+
+@pytest.fixture
+def edited_fit(fit_file, tmp_path):
+    """``edited_fit(edit)``: a copy of the session's fit file with ``edit(tree)`` applied, written to tmp_path."""
+
+    def make(edit, name="edited.nc"):
+        tree = xr.load_datatree(fit_file, engine="h5netcdf")
+        edit(tree)
+        out = tmp_path / name
+        schema.atomic_write_netcdf(tree, out)
+        return out
+
+    return make
+
+
+# --- fit: exit code, loud failure, the file ---------------------------------------------------------
+
+
+def test_fit_with_tiny_draws_fails_diagnostics_loudly_but_writes_the_file(tiny_fit):
+    path, result = tiny_fit
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert "DIAGNOSTICS FAILED" in result.stderr
+    assert "ESS" in result.stderr  # 2 x 100 draws cannot reach an ESS of 400
+    assert "Traceback" not in result.output
+    assert f"wrote {path}" in result.stderr
+    [record] = records(result)  # --json: stdout holds only the diagnostics record
+    assert list(record) == DIAGNOSE_KEYS
+    assert record["ok"] is False
+    assert path.is_file()
+
+
+def test_fit_file_is_a_datatree_with_config_hash_and_version(fit_file, olmo_ladder_ds):
+    tree = xr.load_datatree(fit_file, engine="h5netcdf")
+    assert {"posterior", "sample_stats", "observed_data", "constant_data"} <= set(tree.children)
+    attrs = tree.attrs
+    assert {"fit_config", "model_key", "data_hash", "bayesladder_version"} <= set(attrs)
+    assert attrs["bayesladder_version"] == bayesladder.__version__
+    assert attrs["data_hash"] == schema.content_hash(olmo_ladder_ds)
+    config = json.loads(attrs["fit_config"])
+    assert config["tasks"] == TASKS
+    assert (config["chains"], config["draws"], config["tune"]) == (2, 100, 100)
+    assert tuple(config["selection"]["sizes"]) == PRESETS["paper"].sizes
+    key = json.loads(attrs["model_key"])
+    assert key["tasks"] == TASKS and "priors" in key and "model" in key
+    posterior = tree["posterior"]
+    assert (posterior.sizes["chain"], posterior.sizes["draw"]) == (2, 100)
+    assert list(posterior["task"].values) == TASKS
+    for name in ("alpha", "beta", "E", "floor", "ceiling", "k"):
+        assert posterior[name].dims == ("chain", "draw", "task"), name
+    assert "diverging" in tree["sample_stats"]
+    assert set(tree["observed_data"].data_vars) == {"log_loss", "accuracy"}
+
+
+def test_loaded_fit_round_trips_its_config(fit_file, loaded_fit):
+    config = loaded_fit.config
+    assert config.tasks == tuple(TASKS)
+    assert config.selection == PRESETS["paper"]
+    assert LadderFit.load(fit_file, expect=config).config == config
+    other = FitConfig(tasks=("mmlu",), selection=config.selection)
+    with pytest.raises(BayesLadderError, match="different configuration"):
+        LadderFit.load(fit_file, expect=other)
+
+
+# --- predict -----------------------------------------------------------------------------------------
+
+
+def assert_prediction_table(rows, tasks=TASKS):
+    assert [r["task"] for r in rows] == tasks
+    for r in rows:
+        assert list(r) == PREDICT_KEYS
+        for prefix in ("loss", "acc"):
+            q = [r[f"{prefix}_{label}"] for label in ("q05", "q25", "median", "q75", "q95")]
+            assert all(math.isfinite(v) for v in q), r
+            assert q == sorted(q), (prefix, r)
+            assert q[0] < q[-1], (prefix, r)  # a real interval, not a point
+        assert r["loss_q05"] > 0
+        assert 0 <= r["acc_q05"] and r["acc_q95"] <= 1
+
+
+def test_predict_named_target_json(fit_file):
+    result = invoke("predict", "--fit", fit_file, "--target", "13B-5T", "--json")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert_prediction_table(records(result))
+
+
+def test_predict_by_n_and_d_and_more_parameters_mean_lower_loss(fit_file):
+    small = invoke("predict", "--fit", fit_file, "--n", 1e9, "--d", 1e11, "--json")
+    large = invoke("predict", "--fit", fit_file, "--n", 1e10, "--d", 1e11, "--json")
+    for result in (small, large):
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert_prediction_table(records(result))
+    # same seed, same noise draws: each draw's loss falls with N, so every quantile does
+    for s, l in zip(records(small), records(large)):
+        for label in ("q05", "median", "q95"):
+            assert l[f"loss_{label}"] < s[f"loss_{label}"], (s["task"], label)
+
+
+def test_predict_text_output_names_the_target(fit_file):
+    result = invoke("predict", "--fit", fit_file, "--target", "7B-4T")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "7B-4T" in result.stdout and "mmlu" in result.stdout
+
+
+def test_predict_a_ladder_run_with_its_dataset(fit_file, olmo_ladder_nc, olmo_ladder_ds):
+    """A run of the fitted dataset is predicted with its own learned size effect; the interval is sane."""
+    result = invoke("predict", "--fit", fit_file, "--data", olmo_ladder_nc, "--target", "1B-10xC", "--json")
+    assert result.exit_code == 0, (result.output, result.exception)
+    rows = records(result)
+    assert_prediction_table(rows)
+    actual = actual_final(olmo_ladder_ds, "1B-10xC")
+    for r in rows:  # a fitted point: the loss prediction sits close to what the run got
+        assert abs(r["loss_median"] / actual.loc[r["task"], "task_loss"] - 1) < 0.05, r
+
+
+def test_predictive_draws_shapes_and_size_effects(loaded_fit):
+    n_draws = 2 * 100
+    kwargs = {"n_params": 1.2e9, "tokens": 2.4e10}
+    loss, acc = predictive_draws(loaded_fit.posterior, loaded_fit.constants, **kwargs)
+    assert loss.shape == acc.shape == (n_draws, len(TASKS))
+    assert np.all(loss > 0) and np.all((acc >= 0) & (acc <= 1))
+    same = predictive_draws(loaded_fit.posterior, loaded_fit.constants, **kwargs)
+    np.testing.assert_array_equal(loss, same[0])  # seeded
+    # a ladder size uses its learned size effect instead of a fresh draw
+    known, _ = predictive_draws(loaded_fit.posterior, loaded_fit.constants, size="1B", **kwargs)
+    assert not np.allclose(known, loss)
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (("--target", "no-such-model"), ("unknown target", "no-such-model")),
+        ((), ("give a target",)),
+        (("--n", 1e9), ("give a target",)),
+        (("--n", -1, "--d", 1e10), ("positive",)),
+    ],
+)
+def test_predict_bad_target_is_one_line(fit_file, args, fragments):
+    assert_clean_error(invoke("predict", "--fit", fit_file, *args, "--json"), *fragments)
+
+
+# --- refusal of files that are not this fit ----------------------------------------------------------
+
+
+def test_predict_refuses_a_fit_made_on_another_dataset(fit_file, long_csv_file, tmp_path):
+    from bayesladder.importers import long_csv
+
+    other = schema.write(long_csv.import_file(long_csv_file), tmp_path / "other.nc")
+    assert_clean_error(invoke("predict", "--fit", fit_file, "--data", other, "--target", "13B-5T"), "different dataset")
+
+
+def test_predict_refuses_a_simulated_dataset(fit_file, tmp_path):
+    from bayesladder import testing
+
+    rng = np.random.default_rng(0)
+    other = schema.write(testing.simulate_ladder(testing.draw_truths(rng, 2), rng), tmp_path / "sim.nc")
+    assert_clean_error(
+        invoke("predict", "--fit", fit_file, "--data", other, "--n", 1e9, "--d", 1e10), "different dataset"
+    )
+
+
+def test_refuses_a_fit_whose_model_key_was_altered(edited_fit):
+    def other_tasks(tree):
+        key = json.loads(tree.attrs["model_key"])
+        key["tasks"] = ["mmlu"]
+        tree.attrs["model_key"] = json.dumps(key, sort_keys=True)
+
+    def other_model(tree):
+        key = json.loads(tree.attrs["model_key"])
+        key["model"] = "two-step-v0"
+        tree.attrs["model_key"] = json.dumps(key, sort_keys=True)
+
+    def garbage(tree):
+        tree.attrs["model_key"] = "not a key"
+
+    for edit, fragment in ((other_tasks, "refit"), (other_model, "two-step-v0"), (garbage, "refit")):
+        path = edited_fit(edit, name=f"{edit.__name__}.nc")
+        assert_clean_error(invoke("predict", "--fit", path, "--target", "13B-5T"), path.name, fragment)
+        assert_clean_error(invoke("diagnose", "--fit", path), path.name)
+
+
+def test_refuses_files_that_are_not_fits(olmo_ladder_nc, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a fit\n")
+    for path in (olmo_ladder_nc, text):
+        assert_clean_error(invoke("predict", "--fit", path, "--target", "13B-5T"), path.name, "not a bayesladder fit")
+        assert_clean_error(invoke("diagnose", "--fit", path), path.name, "not a bayesladder fit")
+    assert_clean_error(
+        invoke("predict", "--fit", tmp_path / "missing.nc", "--target", "13B-5T"), "missing.nc", "no such fit"
+    )
+
+
+# --- diagnose ----------------------------------------------------------------------------------------
+
+
+def test_diagnose_default_thresholds_fail_with_exit_2(fit_file):
+    result = invoke("diagnose", "--fit", fit_file, "--json")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "DIAGNOSTICS FAILED" in result.stderr
+    [record] = records(result)
+    assert list(record) == DIAGNOSE_KEYS
+    assert record["ok"] is False
+    assert record["max_rhat"] >= 1.0 and record["min_ess_bulk"] > 0 and record["min_ess_tail"] > 0
+    assert isinstance(record["divergences"], int) and record["divergences"] >= 0
+    assert record["min_bfmi"] > 0 and math.isfinite(record["max_pareto_k"])
+
+
+def test_diagnose_loosened_thresholds_pass_unless_the_sampler_diverged(fit_file, loaded_fit):
+    """R-hat, ESS and E-BFMI can be loosened from the CLI; divergences and tree-depth saturation cannot."""
+    result = invoke("diagnose", "--fit", fit_file, "--json", *LOOSE)
+    [record] = records(result)
+    full = diagnostics.diagnose(loaded_fit, diagnostics.Thresholds(max_rhat=10, min_ess=1, min_bfmi=0))
+    unloosenable = full.divergences > 0 or full.tree_depth_saturated > 0
+    assert record["ok"] is (not unloosenable)
+    assert result.exit_code == (2 if unloosenable else 0), (result.output, full)
+    assert ("DIAGNOSTICS FAILED" in result.stderr) is unloosenable
+
+
+def test_diagnose_fails_on_a_divergence_whatever_the_loosened_thresholds(edited_fit):
+    def diverge(tree):
+        stats = tree["sample_stats"].to_dataset()
+        diverging = stats["diverging"].values.copy()
+        diverging[0, 0] = True
+        tree["sample_stats"] = xr.DataTree(stats.assign(diverging=(stats["diverging"].dims, diverging)))
+
+    result = invoke("diagnose", "--fit", edited_fit(diverge), "--json", *LOOSE)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "divergent" in result.stderr and "DIAGNOSTICS FAILED" in result.stderr
+    [record] = records(result)
+    assert record["divergences"] >= 1 and record["ok"] is False
+
+
+def test_diagnose_text_output_and_plots(fit_file, tmp_path):
+    folder = tmp_path / "plots"
+    result = invoke("diagnose", "--fit", fit_file, "--plots", folder, *LOOSE)
+    assert result.exit_code in (0, 2), (result.output, result.exception)
+    assert "Diagnostics" in result.stdout and "max_rhat" in result.stdout
+    pngs = sorted(folder.glob("*.png"))
+    assert [p.name for p in pngs] == ["ppc.png", "rank.png", "trace.png"]
+    for p in pngs:
+        data = p.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, p
+
+
+def test_diagnose_library_returns_all_failures_and_does_not_print(loaded_fit, capsys):
+    strict = diagnostics.diagnose(loaded_fit)
+    assert not strict.ok and strict.failures
+    assert any("R-hat" in f for f in strict.failures) and any("ESS" in f for f in strict.failures)
+    assert capsys.readouterr().out == ""
+    record = strict.record()
+    assert set(DIAGNOSE_KEYS) <= set(record)
+    assert 0 <= record["ppc_loss_coverage90"] <= 1 and 0 <= record["ppc_acc_coverage90"] <= 1
+
+
+# --- backtest ----------------------------------------------------------------------------------------
+
+BACKTEST_LENGTHS = ["1xC", "2xC", "5xC", "10xC"]
+
+
+@pytest.fixture(scope="session")
+def tiny_backtest(olmo_ladder_nc):
+    return invoke(
+        "backtest", "--data", olmo_ladder_nc, "--sizes", "190M,370M,760M", "--lengths", ",".join(BACKTEST_LENGTHS),
+        "--holdout-size", "1B", "--tasks", "mmlu", *TINY, "--json",
+    )  # fmt: skip
+
+
+def test_backtest_json_shape_and_held_out_runs(tiny_backtest, olmo_ladder_ds):
+    result = tiny_backtest
+    assert result.exit_code == 0, (result.output, result.exception)
+    rows = records(result)
+    expected_runs = {
+        str(r)
+        for r, size, length, rep in zip(*(olmo_ladder_ds[v].values for v in ("run", "size", "length", "replicate")))
+        if size == "1B" and length in BACKTEST_LENGTHS and rep == 0
+    }
+    assert len(expected_runs) == 4
+    assert {r["run"] for r in rows} == expected_runs
+    assert len(rows) == len(expected_runs)  # one task
+    for r in rows:
+        assert list(r) == BACKTEST_KEYS
+        assert r["task"] == "mmlu"
+        assert r["acc_q05"] <= r["acc_median"] <= r["acc_q95"]
+        assert 0 <= r["acc_q05"] and r["acc_q95"] <= 1
+        assert r["covered"] is (r["acc_q05"] <= r["actual_acc"] <= r["acc_q95"])
+        assert r["crps"] >= 0 and math.isfinite(r["baseline_acc"])
+        actual = actual_final(olmo_ladder_ds, r["run"])
+        assert r["actual_acc"] == pytest.approx(float(actual.loc["mmlu", "accuracy"]))
+
+
+@pytest.mark.parametrize(
+    "holdout, fragments",
+    [("1B", ("also in the ladder",)), ("9B", ("unknown held-out size", "9B"))],
+)
+def test_backtest_bad_holdout_is_one_line(olmo_ladder_nc, holdout, fragments):
+    args = ("--data", olmo_ladder_nc, "--ladder", "paper", "--holdout-size", holdout, "--tasks", "mmlu", *TINY)
+    assert_clean_error(invoke("backtest", *args, "--json"), *fragments)
+
+
+# --- CRPS and summaries as plain maths ---------------------------------------------------------------
+
+
+def crps_brute_force(draws, actual):
+    draws = np.asarray(draws, dtype=float)
+    return np.mean(np.abs(draws - actual)) - 0.5 * np.mean(np.abs(draws[:, None] - draws[None, :]))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_crps_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    draws = rng.normal(0.4, 0.05, size=rng.integers(1, 300))
+    for actual in (0.1, 0.4, float(draws[0]), 0.9):
+        assert crps(draws, actual) == pytest.approx(crps_brute_force(draws, actual), abs=1e-12)
+    assert crps(rng.permutation(draws), 0.3) == pytest.approx(crps(draws, 0.3), abs=1e-12)  # order-free
+
+
+def test_crps_known_values():
+    assert crps(np.full(10, 0.5), 0.7) == pytest.approx(0.2)  # a point forecast: the absolute error
+    # a normal ensemble approaches the closed form sigma * (z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi))
+    from scipy import stats
+
+    draws = stats.norm.ppf((np.arange(20000) + 0.5) / 20000)
+    z = 0.8
+    closed = z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi)
+    assert crps(draws, z) == pytest.approx(closed, abs=1e-3)
+    assert crps(draws, z) >= 0
+
+
+def test_summarise_columns_and_ordered_quantiles():
+    rng = np.random.default_rng(1)
+    loss = rng.lognormal(0, 0.2, size=(500, 3))
+    acc = rng.beta(4, 6, size=(500, 3))
+    table = summarise(["a", "b", "c"], loss, acc)
+    assert list(table.columns) == PREDICT_KEYS
+    assert list(table["task"]) == ["a", "b", "c"]
+    for prefix, draws in (("loss", loss), ("acc", acc)):
+        q = table[[f"{prefix}_{label}" for label in ("q05", "q25", "median", "q75", "q95")]].to_numpy()
+        assert np.all(np.diff(q, axis=1) >= 0)
+        np.testing.assert_allclose(table[f"{prefix}_median"], np.median(draws, axis=0))
+        np.testing.assert_allclose(q[:, 0], np.quantile(draws, 0.05, axis=0))
