@@ -125,9 +125,9 @@ def resolve_target(ds: xr.Dataset | None, name: str | None, n_params: float | No
     if name in KNOWN_TARGETS:
         return KNOWN_TARGETS[name]
     runs = list(map(str, ds["run"].values)) if ds is not None else []
+    listed = f"({', '.join(runs[:6])}{', ...' if len(runs) > 6 else ''})" if runs else "(pass --data)"
     raise BayesLadderError(
-        f"unknown target '{name}'; use a known target ({', '.join(KNOWN_TARGETS)}), a run of the dataset "
-        f"({', '.join(runs[:6])}{', ...' if len(runs) > 6 else ''}) or --n/--d"
+        f"unknown target '{name}'; use a known target ({', '.join(KNOWN_TARGETS)}), a run of the dataset {listed} or --n/--d"
     )
 
 

@@ -165,7 +165,7 @@ def _config_from_json(text: str) -> FitConfig:
     return FitConfig(
         tasks=tuple(raw["tasks"]),
         selection=LadderSelection(**{k: tuple(v) if v is not None else None for k, v in selection.items()}),
-        chains=raw["chains"], draws=raw["draws"], tune=raw["tune"], seed=raw["seed"], target_accept=raw["target_accept"],
+        chains=raw["chains"], draws=raw["draws"], tune=raw["tune"], seed=raw["seed"], target_accept=raw.get("target_accept", 0.9),
         priors={name: Prior(p["dist"], p["params"], tuple(p["dims"])) for name, p in raw["priors"].items()},
     )  # fmt: skip
 
