@@ -54,7 +54,7 @@ def test_report_html_is_self_contained_with_every_section_and_figure(html_report
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert not re.search(r'(src|href)="(https?:)?//', page), "the page must not load anything from the network"
     # the headline table: both targets, the baseline, and the actual value of the dataset run only
-    assert page.count("<td class=\"text\">3B-10xC</td>") == len(TASKS)
+    assert page.count('<td class="text nw">3B-10xC</td>') == len(TASKS)
     assert "baseline_acc" in page and "actual_acc" in page and "covered90" in page
     assert "noisy" in page  # the variance run flags tasks in the headline table
     # a 2 x 60-draw fit fails its ESS check: the banner is at the top, before the first section

@@ -71,8 +71,9 @@ def step1(ds, fitted, thin, runs, tasks, specs, draws, seed) -> list[tuple[str, 
             ax.fill_between(grid, q[0, :, i], q[2, :, i], color=color, alpha=0.18, lw=0)
             ax.plot(grid, q[1, :, i], color=color, ls="--" if dashed else "-", lw=1.2, label=f"{label} curve")
         points = finals[finals["task"] == task]
-        for size, group in points.groupby("size"):
-            ax.scatter(group["tokens"], group["task_loss"], color=colors.get(size, "grey"), s=22, zorder=3, edgecolor="k", lw=0.4)
+        for size in colors:  # in order of N
+            group = points[points["size"] == size]
+            ax.scatter(group["tokens"], group["task_loss"], color=colors[size], s=22, zorder=3, edgecolor="k", lw=0.4)
         _mark_targets(ax, ds, specs, draws, i, task, x="tokens", y="loss")
         ax.set_xscale("log")
         ax.set_xlabel("training tokens D")
@@ -153,8 +154,9 @@ def chained(ds, runs, tasks, specs, draws, base_fits) -> bytes:
     fig, axes = _grid_axes(len(tasks))
     for i, (ax, task) in enumerate(zip(axes, tasks)):
         points = finals[finals["task"] == task]
-        for size, group in points.groupby("size"):
-            ax.scatter(group["flops"], group["accuracy"], color=colors.get(size, "grey"), s=16, label=size)
+        for size in colors:  # in order of N
+            group = points[points["size"] == size]
+            ax.scatter(group["flops"], group["accuracy"], color=colors[size], s=16, label=size)
         for spec in specs:
             c = 6 * spec.target.n_params * spec.target.tokens
             acc = draws[spec.name][1][:, i]
@@ -177,6 +179,7 @@ def chained(ds, runs, tasks, specs, draws, base_fits) -> bytes:
         if i == 0:
             ax.legend(unique.values(), unique.keys(), fontsize=6)
     fig.suptitle("Chained predictions: median, 50% and 90% intervals (red)")
+    fig.tight_layout()
     return png(fig)
 
 
@@ -201,4 +204,5 @@ def prior_posterior(fitted, seed: int) -> bytes:
         ax.tick_params(labelsize=7)
         if k == 0:
             ax.legend(fontsize=7)
+    fig.tight_layout()
     return png(fig)

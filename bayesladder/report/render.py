@@ -25,7 +25,7 @@ h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2e
 .banner { background: #fde2e1; border: 2px solid #c0392b; color: #7b1d13; padding: .8em 1em; font-weight: 600; }
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1.5em; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; }
-th { background: #f3f3f3; } td.text { text-align: left; }
+th { background: #f3f3f3; } td.text { text-align: left; } td.nw { white-space: nowrap; }
 td.FAIL { background: #f8d7da; font-weight: 600; } td.warn { background: #fff3cd; } td.pass { background: #d4edda; }
 figure { display: inline-block; margin: .5em; } img { max-width: 100%; } figcaption { font-size: .8em; color: #555; }
 nav a { margin-right: 1em; } .scroll { overflow-x: auto; }
@@ -115,6 +115,8 @@ def _rows(table: pd.DataFrame) -> list[list[tuple[str, str]]]:
             else:
                 text = str(value)
                 cls = text if text in ("pass", "FAIL", "warn", "info") else ("" if text.lstrip("-").isdigit() else "text")
+            if cls == "text" and len(text) <= 24:
+                cls = "text nw"  # short labels (run and task names) stay on one line
             cells.append((cls, text))
         out.append(cells)
     return out
