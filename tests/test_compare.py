@@ -31,7 +31,7 @@ def test_compare_baseline_only_json_shape(olmo_ladder_nc):
     assert list(record) == COLUMNS
     assert record["design"] == "baseline" and record["rank"] == 1
     assert record["n"] == 8  # 3B at 1xC, 2xC, 5xC, 10xC x 2 tasks
-    assert record["coverage"] == 0 and record["mean_width"] == 0 and record["elpd_loo"] is None
+    assert record["coverage"] == 0 and record["mean_width"] == 0 and record["elpd_loo"] is None and record["max_rhat"] is None
 
 
 @pytest.mark.parametrize(

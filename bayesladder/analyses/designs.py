@@ -14,6 +14,7 @@ scored the same way (MAE of the median, 90% coverage, mean interval width, CRPS)
 - ``baseline``: the paper's point fit (no interval: coverage 0, width 0).
 
 PSIS-LOO is reported only where observations coincide (two-step and flops-step1); elsewhere it is NaN.
+Each Bayesian design's largest R-hat is reported beside its scores: above 1.01 its numbers are not to be trusted.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from bayesladder.ladder import actual_final, resolve_target, select_runs, step2_
 
 DESIGNS = ("two-step", "flops-step1", "single-step", "c4-intermediate", "baseline")
 E_SHARPNESS = 20.0
-COLUMNS = ["design", "rank", "mae", "coverage", "mean_width", "mean_crps", "elpd_loo", "n", "description"]
+COLUMNS = ["design", "rank", "mae", "coverage", "mean_width", "mean_crps", "elpd_loo", "max_rhat", "n", "description"]
 DESCRIPTIONS = {
     "two-step": "task loss L(N, D) then sigmoid accuracy(L) (the package's model)",
     "flops-step1": "task loss L(C) = E + A C^-alpha, C = 6ND, then sigmoid accuracy(L)",
@@ -257,9 +258,9 @@ def compare(
     targets = holdout_runs(ds, config, holdout_sizes)
     runs = select_runs(ds, config.selection)
     tasks = list(config.tasks)
-    rows, elpd = [], {}
+    rows, elpd, rhat = [], {}, {}
     for design in designs:
-        predict = _fit_design(design, ds if design != "c4-intermediate" else swapped, config, runs, tasks, elpd)
+        predict = _fit_design(design, ds if design != "c4-intermediate" else swapped, config, runs, tasks, elpd, rhat)
         for run in targets:
             target = resolve_target(ds, run, None, None)
             acc = predict(target.n_params, target.tokens, str(ds["size"].sel(run=run).values))
@@ -274,16 +275,28 @@ def compare(
     for design, group in table.groupby("design", sort=False):
         ranking.append(dict(design=design, mae=float(group["error"].abs().mean()), coverage=float(group["covered"].mean()),
                             mean_width=float((group["acc_q95"] - group["acc_q05"]).mean()), mean_crps=float(group["crps"].mean()),
-                            elpd_loo=elpd.get(design, float("nan")), n=len(group), description=DESCRIPTIONS[design]))  # fmt: skip
+                            elpd_loo=elpd.get(design, float("nan")), max_rhat=rhat.get(design, float("nan")), n=len(group),
+                            description=DESCRIPTIONS[design]))  # fmt: skip
     ranking = pd.DataFrame.from_records(ranking).sort_values(["mae", "mean_crps"]).reset_index(drop=True)
     ranking.insert(1, "rank", np.arange(1, len(ranking) + 1))
     return ranking[COLUMNS], table
 
 
-def _fit_design(design, ds, config, runs, tasks, elpd):
+def max_rhat(post: xr.Dataset) -> float:
+    """Largest R-hat over every parameter (NaN with one chain): above 1.01 the design's numbers are not to be trusted."""
+    if post.sizes["chain"] < 2:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = az.rhat(post)
+    return float(max(np.nanmax(r[v].values) for v in r.data_vars))
+
+
+def _fit_design(design, ds, config, runs, tasks, elpd, rhat):
     """Fit one design; returns predict(n_params, tokens, size) -> accuracy draws (draws, tasks)."""
     if design in ("two-step", "c4-intermediate"):
         fitted = fit_two_step(ds, config)
+        rhat[design] = max_rhat(fitted.posterior)
         if design == "two-step":
             from bayesladder.bayes.diagnostics import diagnose
 
@@ -294,11 +307,12 @@ def _fit_design(design, ds, config, runs, tasks, elpd):
     if design == "flops-step1":
         data = prepare(ds, runs, tasks)
         post = _sample(build_flops_model(data, config.priors), config)
-        elpd[design] = flops_elpd(post, data)
+        elpd[design], rhat[design] = flops_elpd(post, data), max_rhat(post)
         return lambda n, d, size: predict_flops(post, data, n, d, size, config.seed)
     if design == "single-step":
         data = prepare_single_step(ds, runs, tasks)
         post = _sample(build_single_step_model(data), config)
+        rhat[design] = max_rhat(post)
         return lambda n, d, size: predict_single_step(post, data, n, d, size, config.seed)
     fits = baseline.fit(ds, runs, tasks)
     return lambda n, d, size: baseline.predict(fits, n, d).set_index("task").loc[tasks, "accuracy"].to_numpy()[None, :]
