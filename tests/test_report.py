@@ -161,7 +161,7 @@ def test_report_build_api_on_the_dataset_file(olmo_fit_file, olmo_ladder_ds, olm
 
 SUBSET_RECORDS = [
     {"subset": name, "sizes": "370M,760M,1B", "lengths": "1xC,2xC", "n_runs": n, "flops": 1e21 * f, "flops_fraction": f,
-     "mae": mae, "coverage": 1.0, "mean_width": 0.1, "mean_crps": 0.01, "baseline_mae": 0.03, "n": 3}
+     "mae": mae, "coverage": 1.0, "mean_width": 0.1, "mean_crps": 0.01, "baseline_mae": 0.03, "max_rhat": 1.0, "n": 3}
     for name, n, f, mae in (("full ladder", 12, 0.4, 0.02), ("drop largest size", 8, 0.13, 0.03))
 ]  # fmt: skip
 

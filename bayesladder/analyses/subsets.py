@@ -7,7 +7,8 @@ A subset is kept only when it leaves at least 2 sizes and 2 lengths, and each di
 
 Compute of a ladder: 6 N D summed over its runs (independent reruns included: they were trained too),
 D being each run's last checkpoint. It is reported as a fraction of the target's compute, the
-target being the held-out run with the most compute (6 N D of its last checkpoint).
+target being the held-out run with the most compute (6 N D of its last checkpoint). Each refit's
+largest R-hat is reported beside its scores (NaN with one chain): above 1.01, do not trust that row.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import select_runs
 
 COLUMNS = ["subset", "sizes", "lengths", "n_runs", "flops", "flops_fraction", "mae", "coverage", "mean_width",
-           "mean_crps", "baseline_mae", "n"]  # fmt: skip
+           "mean_crps", "baseline_mae", "max_rhat", "n"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ def run_subsets(
 
     Returns (summary: one row per subset with :data:`COLUMNS`, table: every held-out run x task x subset).
     """
+    from bayesladder.analyses.designs import max_rhat
+
     subsets = ladder_subsets(ds, config, holdout_sizes)
     if names is not None:
         known = [s.name for s in subsets]
@@ -100,7 +103,7 @@ def run_subsets(
             subset=subset.name, sizes=",".join(subset.sizes), lengths=",".join(subset.lengths), n_runs=len(runs),
             flops=flops, flops_fraction=flops / target_flops, mae=overall["mae"], coverage=overall["coverage"],
             mean_width=overall["mean_width"], mean_crps=overall["mean_crps"], baseline_mae=overall["baseline_mae"],
-            n=int(overall["n"]),
+            max_rhat=max_rhat(fitted.posterior), n=int(overall["n"]),
         ))  # fmt: skip
         tables.append(table.assign(subset=subset.name))
     return pd.DataFrame.from_records(rows, columns=COLUMNS), pd.concat(tables, ignore_index=True)
@@ -112,17 +115,24 @@ def figure(summary: pd.DataFrame) -> bytes:
 
     from bayesladder.report.figures import png
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    order = summary.sort_values("flops_fraction")
-    x = order["flops_fraction"].to_numpy()
-    ax.plot(x, order["mae"], "o-", color="tab:blue", label="MAE of the posterior median")
-    ax.plot(x, order["baseline_mae"], "x--", color="k", label="MAE of the baseline")
-    ax.plot(x, order["mean_width"], "s:", color="tab:orange", label="mean 90% interval width")
-    for xi, yi, name, cov in zip(x, order["mae"], order["subset"], order["coverage"]):
-        ax.annotate(f"{name} (cov {cov:.0%})", (xi, yi), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    from matplotlib.ticker import PercentFormatter
+
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    order = summary.reset_index(drop=True)
+    by_compute = order.sort_values("flops_fraction")
+    x = by_compute["flops_fraction"].to_numpy()
+    ax.plot(x, by_compute["mae"], "o-", color="tab:blue", label="MAE of the posterior median")
+    ax.plot(x, by_compute["baseline_mae"], "x--", color="k", label="MAE of the baseline")
+    ax.plot(x, by_compute["mean_width"], "s:", color="tab:orange", label="mean 90% interval width")
+    for number, row in order.iterrows():
+        ax.annotate(str(number + 1), (row["flops_fraction"], row["mae"]), fontsize=8, xytext=(3, -11), textcoords="offset points")
+    key = "\n".join(f"{i + 1}: {row['subset']} (coverage {row['coverage']:.0%})" for i, row in order.iterrows())
+    ax.text(1.02, 0.0, key, transform=ax.transAxes, fontsize=8, va="bottom")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.xaxis.set_minor_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_xlabel("ladder compute as a fraction of the target's (6ND)")
     ax.set_ylabel("accuracy (absolute)")
     ax.set_title("Compute vs error: smaller ladders, same held-out runs")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     return png(fig)
