@@ -166,15 +166,21 @@ SUBSET_RECORDS = [
 ]  # fmt: skip
 
 
-def test_report_adds_the_subsets_section(olmo_fit_file, olmo_ladder_nc, tmp_path):
+def test_report_adds_the_subsets_and_compare_sections(olmo_fit_file, olmo_ladder_nc, tmp_path):
+    from bayesladder.analyses.designs import COLUMNS
+
     subsets = tmp_path / "subsets.json"
     subsets.write_text(json.dumps(SUBSET_RECORDS))
+    compare_file = tmp_path / "compare.json"
+    compare_file.write_text(json.dumps([dict.fromkeys(COLUMNS, 0.01) | {"design": d, "rank": i + 1, "n": 6, "description": d,
+                                        "elpd_loo": None} for i, d in enumerate(("two-step", "baseline"))]))  # fmt: skip
     out = tmp_path / "r.html"
     result = runner.invoke(app, ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "--target", "3B-10xC",
-                                 "--subsets", str(subsets), "-o", str(out)])  # fmt: skip
+                                 "--subsets", str(subsets), "--compare", str(compare_file), "-o", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     page = out.read_text()
     assert '<section id="subsets">' in page and "drop largest size" in page
+    assert '<section id="compare">' in page and '<td class="text nw">two-step</td>' in page
     assert len(_images(page)) == N_FIGURES + 1
 
 
@@ -187,18 +193,3 @@ def test_report_bad_subsets_file_is_one_line(olmo_fit_file, olmo_ladder_nc, tmp_
                                  "-o", str(tmp_path / "r.html")])  # fmt: skip
     assert result.exit_code == 1
     assert fragment in result.output and result.output.count("\n") == 1
-
-
-
-def test_report_adds_the_compare_section(olmo_fit_file, olmo_ladder_nc, tmp_path):
-    from bayesladder.analyses.designs import COLUMNS
-
-    records = [dict.fromkeys(COLUMNS, 0.01) | {"design": d, "rank": i + 1, "n": 6, "description": d, "elpd_loo": None}
-               for i, d in enumerate(("two-step", "baseline"))]  # fmt: skip
-    compare_file = tmp_path / "compare.json"
-    compare_file.write_text(json.dumps(records))
-    out = tmp_path / "r.md"
-    result = runner.invoke(app, ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "--target", "3B-10xC",
-                                 "--compare", str(compare_file), "--format", "md", "-o", str(out)])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert "## Alternative designs" in out.read_text() and "| two-step |" in out.read_text()

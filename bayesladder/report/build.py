@@ -89,6 +89,7 @@ def build(
     """Every section of the report. ``fitted`` must have been fitted on ``ds`` (checked by hash)."""
     if schema.content_hash(ds) != fitted.data_hash:
         raise BayesLadderError(f"the fit was made on a different dataset than {dataset_path}; pass the fit's own dataset with --data")
+    _check_tables(subsets_table, compare_table)  # bad input fails before any figure is drawn
     tasks = list(fitted.config.tasks)
     specs = resolve_targets(ds, fitted, targets)
     runs = select_runs(ds, fitted.config.selection)
@@ -222,13 +223,19 @@ def variance_section(table: pd.DataFrame, headline: pd.DataFrame) -> Section:
     return Section("variance", "Checkpoint variance", f"{text} Noisy tasks: {noisy}.", tables=[("Variance per task", table)])
 
 
+def _check_tables(subsets_table, compare_table) -> None:
+    from bayesladder.analyses import designs, subsets
+
+    for table, columns, command in ((subsets_table, subsets.COLUMNS, "backtest --subsets --json"),
+                                    (compare_table, designs.COLUMNS, "compare --json")):  # fmt: skip
+        missing = [c for c in columns if table is not None and c not in table.columns]
+        if missing:
+            raise BayesLadderError(f"the table for the report lacks column(s) {', '.join(missing)}; make it with 'bayesladder {command}'")
+
+
 def subsets_section(table: pd.DataFrame) -> Section:
     """The table of ``bayesladder backtest --subsets --json`` and its compute-vs-error figure."""
     from bayesladder.analyses.subsets import COLUMNS, figure
-
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise BayesLadderError(f"the subsets table lacks column(s) {', '.join(missing)}; make it with 'bayesladder backtest --subsets --json'")
     text = ("Refits on smaller ladders, each scored on the same held-out runs: MAE of the posterior median accuracy, "
             "coverage of the 90% interval, its mean width, and the baseline's MAE, against the ladder's compute "
             "(6ND summed over its runs) as a fraction of the largest held-out run's.")  # fmt: skip
@@ -239,10 +246,6 @@ def subsets_section(table: pd.DataFrame) -> Section:
 def compare_section(table: pd.DataFrame) -> Section:
     """The ranking of ``bayesladder compare --json``."""
     from bayesladder.analyses.designs import COLUMNS
-
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise BayesLadderError(f"the comparison table lacks column(s) {', '.join(missing)}; make it with 'bayesladder compare --json'")
     text = ("Alternative designs backtested on the same held-out runs, ranked by MAE of the median accuracy; coverage "
             "of the 90% interval and mean CRPS beside it. elpd_loo (PSIS-LOO) is given only for designs that see the "
             "same observations (two-step and flops-step1).")  # fmt: skip
