@@ -336,6 +336,7 @@ def variance(
     data: OptionalDataOption = None,
     run: Annotated[str, typer.Option("--run", help="Run whose last checkpoints to measure, e.g. 1B-10xC.")] = ...,
     last: Annotated[int, typer.Option("--last", help="Number of final checkpoints.")] = 10,
+    backtest_json: Annotated[Optional[Path], typer.Option("--backtest", help="Relate to prediction error: rows from 'backtest --json'.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Per task: SD and coefficient of variation of task loss and accuracy over a run's last checkpoints; noisy tasks flagged."""
@@ -345,6 +346,10 @@ def variance(
 
     ds = schema.read(data or datasets.micro_ladder())
     table = checkpoint_variance(ds, run, last)
+    if backtest_json is not None:
+        from bayesladder.analyses.variance import with_errors
+
+        table = with_errors(table, _read_records(backtest_json))
     output.emit(table, as_json, title=f"Checkpoint variance of {run}, last {last} checkpoints ({rule_text()})")
 
 

@@ -51,3 +51,16 @@ def variance(
 
 def rule_text(acc_cv: float = NOISY_ACC_CV, loss_cv: float = NOISY_LOSS_CV) -> str:
     return f"noisy = accuracy CV > {acc_cv:.0%} or task-loss CV > {loss_cv:.0%} over the last checkpoints"
+
+
+def with_errors(table: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Add each task's mean |median - actual| accuracy from backtest rows (columns task, acc_median, actual_acc)
+    and its ratio to the checkpoint SD: a ratio near 1 or below means the prediction is as good as the noise allows."""
+    missing = [c for c in ("task", "acc_median", "actual_acc") if c not in predictions.columns]
+    if missing:
+        raise BayesLadderError(f"the backtest table lacks column(s) {', '.join(missing)}; write it with 'bayesladder backtest --json'")
+    errors = (predictions["acc_median"] - predictions["actual_acc"]).abs().groupby(predictions["task"]).mean()
+    out = table.copy()
+    out["abs_error"] = out["task"].map(errors)
+    out["error_over_sd"] = out["abs_error"] / out["acc_sd"]
+    return out

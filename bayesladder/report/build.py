@@ -207,16 +207,14 @@ def diagnostics_section(diag: Diagnostics, t: Thresholds) -> Section:
 
 
 def variance_section(table: pd.DataFrame, headline: pd.DataFrame) -> Section:
-    from bayesladder.analyses.variance import rule_text
+    from bayesladder.analyses.variance import rule_text, with_errors
 
     table = table.copy()
     with_actual = headline.dropna(subset=["actual_acc"])
     text = (f"Checkpoint-to-checkpoint variation of run {table['run'].iloc[0]} over its last {int(table['n'].max())} "
             f"checkpoints ({rule_text()}).")  # fmt: skip
     if len(with_actual):
-        err = with_actual.groupby("task")["error"].apply(lambda e: float(e.abs().mean()))
-        table["abs_error"] = table["task"].map(err)
-        table["error_over_sd"] = table["abs_error"] / table["acc_sd"]
+        table = with_errors(table, with_actual)
         text += (" abs_error is the mean |median - actual| accuracy over the targets with actuals; error_over_sd "
                  "near 1 or below means the prediction error is as small as the evaluation noise allows.")  # fmt: skip
     noisy = ", ".join(table.loc[table["noisy"], "task"]) or "none"
