@@ -13,18 +13,15 @@ import math
 import numpy as np
 import pytest
 import xarray as xr
-from typer.testing import CliRunner
 
 import bayesladder
 from bayesladder import schema
 from bayesladder.bayes import diagnostics
 from bayesladder.bayes.fit import FitConfig, LadderFit
 from bayesladder.bayes.predict import crps, predictive_draws, summarise
-from bayesladder.cli import app
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import PRESETS, actual_final
-
-runner = CliRunner()
+from cli_helpers import assert_clean_error, invoke
 
 TASKS = ["mmlu", "hellaswag"]
 TINY = ("--chains", 2, "--draws", 100, "--tune", 100)
@@ -33,22 +30,6 @@ PREDICT_KEYS = ["task", "loss_median", "loss_q05", "loss_q25", "loss_q75", "loss
 DIAGNOSE_KEYS = ["ok", "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "max_pareto_k"]
 BACKTEST_KEYS = ["run", "task", "actual_acc", "acc_median", "acc_q05", "acc_q95", "covered", "crps", "baseline_acc"]
 LOOSE = ("--max-rhat", 10, "--min-ess", 1, "--min-bfmi", 0)
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_clean_error(result, *fragments):
-    """Exit code 1, one 'error: ...' line on stderr naming the fragments, no traceback, nothing on stdout."""
-    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
 
 
 def records(result) -> list[dict]:

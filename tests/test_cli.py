@@ -8,28 +8,9 @@ import shutil
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from bayesladder import schema
-from bayesladder.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_clean_error(result, *fragments):
-    """Exit code 1, one 'error: ...' line on stderr naming the fragments, no traceback, nothing on stdout."""
-    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
+from cli_helpers import assert_clean_error, invoke
 
 
 def test_import_olmo_ladder_writes_a_readable_file(olmo_data, olmo_ladder_ds, tmp_path):
