@@ -122,12 +122,10 @@ def baseline(
     output.emit(table, as_json, title=f"Paper method: {target_spec.name} (N={target_spec.n_params:.4g}, D={target_spec.tokens:.4g})")
 
 
-DrawsOptions = dict(
-    chains=typer.Option("--chains", help="Number of MCMC chains."),
-    draws=typer.Option("--draws", help="Posterior draws per chain."),
-    tune=typer.Option("--tune", help="Tuning (warm-up) draws per chain."),
-    seed=typer.Option("--seed", help="Random seed."),
-)
+ChainsOption = Annotated[int, typer.Option("--chains", help="Number of MCMC chains.")]
+DrawsOption = Annotated[int, typer.Option("--draws", help="Posterior draws per chain.")]
+TuneOption = Annotated[int, typer.Option("--tune", help="Tuning (warm-up) draws per chain.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
 OptionalDataOption = Annotated[Optional[Path], typer.Option("--data", help="Ladder dataset (default: the shipped micro ladder).")]
 FitFileOption = Annotated[Path, typer.Option("--fit", help="Fit file written by 'bayesladder fit'.")]
 
@@ -169,10 +167,10 @@ def fit(
     sizes: SizesOption = None,
     lengths: LengthsOption = None,
     tasks: TasksOption = "all",
-    chains: Annotated[int, DrawsOptions["chains"]] = 4,
-    draws: Annotated[int, DrawsOptions["draws"]] = 1000,
-    tune: Annotated[int, DrawsOptions["tune"]] = 1000,
-    seed: Annotated[int, DrawsOptions["seed"]] = 0,
+    chains: ChainsOption = 4,
+    draws: DrawsOption = 1000,
+    tune: TuneOption = 1000,
+    seed: SeedOption = 0,
     output_path: Annotated[Path, typer.Option("-o", "--output", help="Fit file to write (netCDF).")] = Path("fit.nc"),
     as_json: JsonOption = False,
 ) -> None:
@@ -246,10 +244,10 @@ def backtest(
     lengths: LengthsOption = None,
     holdout_size: Annotated[list[str], typer.Option("--holdout-size", help="Size(s) to hold out and predict.")] = ...,
     tasks: TasksOption = "all",
-    chains: Annotated[int, DrawsOptions["chains"]] = 4,
-    draws: Annotated[int, DrawsOptions["draws"]] = 1000,
-    tune: Annotated[int, DrawsOptions["tune"]] = 1000,
-    seed: Annotated[int, DrawsOptions["seed"]] = 0,
+    chains: ChainsOption = 4,
+    draws: DrawsOption = 1000,
+    tune: TuneOption = 1000,
+    seed: SeedOption = 0,
     subsets: Annotated[bool, typer.Option("--subsets", help="Refit on smaller ladders (drop sizes/lengths); report compute vs error per subset.")] = False,
     figure: Annotated[Optional[Path], typer.Option("--figure", help="With --subsets: write the error/width vs compute figure (PNG).")] = None,
     as_json: JsonOption = False,
@@ -364,10 +362,10 @@ def compare(
     tasks: TasksOption = "all",
     designs: Annotated[Optional[list[str]], typer.Option("--designs", help="Designs to compare (default: all): two-step, flops-step1, single-step, c4-intermediate, baseline.")] = None,
     valset: Annotated[str, typer.Option("--valset", help="Validation set whose loss is the c4-intermediate design's feature.")] = "c4_en",
-    chains: Annotated[int, DrawsOptions["chains"]] = 4,
-    draws: Annotated[int, DrawsOptions["draws"]] = 1000,
-    tune: Annotated[int, DrawsOptions["tune"]] = 1000,
-    seed: Annotated[int, DrawsOptions["seed"]] = 0,
+    chains: ChainsOption = 4,
+    draws: DrawsOption = 1000,
+    tune: TuneOption = 1000,
+    seed: SeedOption = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Backtest alternative designs (single-step, FLOPs step 1, validation-loss intermediate, baseline) on the same held-out runs; rank them."""
