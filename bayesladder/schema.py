@@ -210,24 +210,28 @@ def write(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Validate, then write atomically: a temp file beside the target, renamed over it when complete."""
     path = Path(path)
     validate_or_raise(ds, "the dataset to write")
-    if path.is_dir():
-        raise BayesLadderError(f"{path} is a folder; give a file name for the output, e.g. {path / 'ladder.nc'}")
-    try:
-        atomic_write_netcdf(ds, path)
-    except OSError as exc:
-        raise BayesLadderError(f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location") from None
+    atomic_write_netcdf(ds, path)
     return path
 
 
 def atomic_write_netcdf(obj, path: Path) -> None:
     """Write an xarray Dataset or DataTree to ``path`` so that readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path = Path(path)
+    if path.is_dir():
+        raise BayesLadderError(f"{path} is a folder; give a file name for the output, e.g. {path / 'out.nc'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise BayesLadderError(f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location") from None
     os.close(fd)
     try:
         obj.to_netcdf(tmp, engine="h5netcdf")
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise BayesLadderError(f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -53,9 +53,6 @@ class ModelData:
     s2_count: np.ndarray  # checkpoints averaged into each point
     final_count: int  # checkpoints averaged into a run's final value (a target's measured accuracy)
 
-    def standardise(self, n_params, tokens):
-        return np.log(n_params) - self.log_n_ref, np.log(tokens) - self.log_d_ref
-
 
 def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> ModelData:
     runs = with_replicates(ds, runs)

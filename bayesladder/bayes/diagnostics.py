@@ -13,7 +13,7 @@ from scipy import stats
 from scipy.special import expit
 
 from bayesladder.bayes.fit import LadderFit
-from bayesladder.bayes.model import LOSS_NU, accuracy_curve, measurement_sd, relative_loss
+from bayesladder.bayes.model import LOSS_NU, accuracy_curve, measurement_sd, numpy_softplus, relative_loss
 
 # Structural standard-normal variables (non-centred offsets) carry no information of their own.
 SKIPPED = ("alpha_z", "beta_z", "loss_size_z")
@@ -100,7 +100,7 @@ def pointwise(fit: LadderFit, seed: int = 0) -> tuple[dict[str, np.ndarray], dic
     t1, s1 = const["loss_task"].values, const["loss_size"].values
     curve = relative_loss(
         const["loss_x"].values, const["loss_y"].values,
-        *(at(n, t1) for n in ("centre_loss", "slope_n", "slope_d", "alpha", "beta")), np.exp, _softplus,
+        *(at(n, t1) for n in ("centre_loss", "slope_n", "slope_d", "alpha", "beta")), np.exp, numpy_softplus,
     )  # fmt: skip
     mu = np.log(const["loss_scale"].values[t1] * curve) + at("loss_size_effect", t1, s1)
     sigma = at("loss_noise", t1)
@@ -148,7 +148,3 @@ def _max(ds: xr.Dataset) -> float:
 
 def _min(ds: xr.Dataset) -> float:
     return float(min(np.nanmin(ds[v].values) for v in ds.data_vars))
-
-
-def _softplus(v):
-    return np.logaddexp(0.0, v)

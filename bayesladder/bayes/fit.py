@@ -116,7 +116,6 @@ def fit(ds: xr.Dataset, config: FitConfig, progress: bool = False) -> LadderFit:
         compiled, chains=config.chains, draws=config.draws, tune=config.tune, cores=available_cores(),
         seed=config.seed, progress_bar=progress, save_warmup=False, target_accept=config.target_accept,
     )  # fmt: skip
-    tree = tree.copy()
     tree["observed_data"] = xr.DataTree(observed_data(data))
     tree["constant_data"] = xr.DataTree(constant_data(data))
     return LadderFit(tree=tree, config=config, data_hash=schema.content_hash(ds), seconds=time.perf_counter() - start)

@@ -42,6 +42,10 @@ def irreducible_loss(centre, slope_n, slope_d, alpha, beta, softplus):
     return softplus(E_SHARPNESS * (centre - slope_n / alpha - slope_d / beta)) / E_SHARPNESS
 
 
+def numpy_softplus(v):
+    return np.logaddexp(0.0, v)
+
+
 def relative_loss(x, y, centre, slope_n, slope_d, alpha, beta, exp, softplus):
     """Step-1 curve in relative units; works on numpy arrays and pytensor tensors alike."""
     E = irreducible_loss(centre, slope_n, slope_d, alpha, beta, softplus)

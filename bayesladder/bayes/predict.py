@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import expit
 
-from bayesladder.bayes.model import LOSS_NU, accuracy_curve, measurement_sd, relative_loss
+from bayesladder.bayes.model import LOSS_NU, accuracy_curve, measurement_sd, numpy_softplus, relative_loss
 
 QUANTILES = {"q05": 0.05, "q25": 0.25, "median": 0.5, "q75": 0.75, "q95": 0.95}
 
@@ -47,7 +47,7 @@ def predictive_draws(
     c = {name: constants[name].values for name in ("loss_scale", "step2_center", "step2_spread", "n_questions")}
     curve = relative_loss(
         x, y, values("centre_loss"), values("slope_n"), values("slope_d"), values("alpha"), values("beta"),
-        np.exp, _softplus,
+        np.exp, numpy_softplus,
     )  # fmt: skip
     known = size is not None and size in list(posterior["size"].values)
     if known:
@@ -82,10 +82,6 @@ def crps(draws: np.ndarray, actual: float) -> float:
     n = len(draws)
     spread = np.sum((2 * np.arange(1, n + 1) - n - 1) * draws) / n**2
     return float(np.mean(np.abs(draws - actual)) - spread)
-
-
-def _softplus(v):
-    return np.logaddexp(0.0, v)
 
 
 def predict_table(fitted, n_params: float, tokens: float, size: str | None = None, seed: int = 0) -> pd.DataFrame:

@@ -67,26 +67,31 @@ def resolve_olmo(path: str) -> Path:
     raise BayesLadderError(f"OLMo task '{path}' not found ({hint})")
 
 
-def load_olmo(path: str, name: str | None = None, limit: int | None = None) -> Task:
-    file = resolve_olmo(path)
-    docs: dict = {}
+def _numbered_lines(file: Path):
+    """(line number, text) of every non-blank line of a plain or gzipped text file."""
     opener = gzip.open if file.suffix == ".gz" else open
     with opener(file, "rt", encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                doc_id, idx = rec["doc_id"], int(rec.get("idx", 0))
-                context, continuation = rec["request"]["context"], rec["request"]["continuation"]
-                gold = int(rec["label"] if "label" in rec else rec["doc"]["gold"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise BayesLadderError(
-                    f"{file}:{lineno}: not an OLMo request line (needs doc_id, idx, request{{context, continuation}}, "
-                    f"doc{{gold}}): {type(exc).__name__} {exc}"
-                ) from None
-            entry = docs.setdefault(doc_id, {"context": context, "choices": {}, "gold": gold})
-            entry["choices"][idx] = continuation
+            if line.strip():
+                yield lineno, line
+
+
+def load_olmo(path: str, name: str | None = None, limit: int | None = None) -> Task:
+    file = resolve_olmo(path)
+    docs: dict = {}
+    for lineno, line in _numbered_lines(file):
+        try:
+            rec = json.loads(line)
+            doc_id, idx = rec["doc_id"], int(rec.get("idx", 0))
+            context, continuation = rec["request"]["context"], rec["request"]["continuation"]
+            gold = int(rec["label"] if "label" in rec else rec["doc"]["gold"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BayesLadderError(
+                f"{file}:{lineno}: not an OLMo request line (needs doc_id, idx, request{{context, continuation}}, "
+                f"doc{{gold}}): {type(exc).__name__} {exc}"
+            ) from None
+        entry = docs.setdefault(doc_id, {"context": context, "choices": {}, "gold": gold})
+        entry["choices"][idx] = continuation
     questions = []
     for doc_id, entry in docs.items():
         idxs = sorted(entry["choices"])
@@ -105,28 +110,22 @@ def load_jsonl(path: str, name: str | None = None, limit: int | None = None) -> 
     file = Path(path)
     if not file.is_file():
         raise BayesLadderError(f"task file {path} does not exist")
-    opener = gzip.open if file.suffix == ".gz" else open
     questions = []
-    with opener(file, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                query, choices, gold = rec["query"], list(rec["choices"]), int(rec["gold"])
-                if not isinstance(query, str) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
-                    raise ValueError("query must be text and choices a list of at least two texts")
-                if not 0 <= gold < len(choices):
-                    raise ValueError(f"gold {gold} is not an index into {len(choices)} choices")
-            except (ValueError, KeyError, TypeError) as exc:
-                raise BayesLadderError(
-                    f"{file}:{lineno}: malformed task line (needs query, choices, gold): {exc}"
-                ) from None
-            sep = "" if (not query or query[-1].isspace()) else " "
-            conts = tuple(c if (c[:1].isspace() or not sep) else sep + c for c in choices)
-            questions.append(Question(query, conts, gold))
-            if limit and len(questions) >= limit:
-                break
+    for lineno, line in _numbered_lines(file):
+        try:
+            rec = json.loads(line)
+            query, choices, gold = rec["query"], list(rec["choices"]), int(rec["gold"])
+            if not isinstance(query, str) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+                raise ValueError("query must be text and choices a list of at least two texts")
+            if not 0 <= gold < len(choices):
+                raise ValueError(f"gold {gold} is not an index into {len(choices)} choices")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BayesLadderError(f"{file}:{lineno}: malformed task line (needs query, choices, gold): {exc}") from None
+        sep = "" if (not query or query[-1].isspace()) else " "
+        conts = tuple(c if (c[:1].isspace() or not sep) else sep + c for c in choices)
+        questions.append(Question(query, conts, gold))
+        if limit and len(questions) >= limit:
+            break
     if not questions:
         raise BayesLadderError(f"{file}: no questions")
     return Task(name or file.name.split(".")[0], tuple(questions), source_key=str(file))
