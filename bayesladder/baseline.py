@@ -57,16 +57,25 @@ def fit_step1(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray) -> tup
         small = np.abs(r) <= HUBER_DELTA
         value = np.where(small, 0.5 * r**2, HUBER_DELTA * (np.abs(r) - 0.5 * HUBER_DELTA)).sum()
         dr = np.where(small, r, HUBER_DELTA * np.sign(r)) / pred
-        grad = np.array([
-            (dr * term_n).sum(), (dr * term_d).sum(),
-            (dr * -log_n * term_n).sum(), (dr * -log_d * term_d).sum(), dr.sum(),
-        ])  # fmt: skip
+        grad = np.array(
+            [
+                (dr * term_n).sum(),
+                (dr * term_d).sum(),
+                (dr * -log_n * term_n).sum(),
+                (dr * -log_d * term_d).sum(),
+                dr.sum(),
+            ]
+        )
         return value, grad
 
     result = minimize(
-        objective, STEP1_START, jac=True, method="L-BFGS-B", bounds=[(0, None)] * 5,
+        objective,
+        STEP1_START,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0, None)] * 5,
         options={"maxiter": 1_000_000, "ftol": 0.0, "gtol": 0.0},
-    )  # fmt: skip
+    )
     return tuple(float(v) for v in result.x)
 
 

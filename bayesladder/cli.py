@@ -5,21 +5,25 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from bayesladder.errors import BayesLadderError
 
-app = typer.Typer(help="Predict a large model's downstream task scores from a ladder of small models.", no_args_is_help=True)
+app = typer.Typer(
+    help="Predict a large model's downstream task scores from a ladder of small models.", no_args_is_help=True
+)
 import_app = typer.Typer(help="Turn other tools' logs into a ladder dataset (netCDF).", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print only a JSON list of records.")]
 DataOption = Annotated[Path, typer.Option("--data", help="Ladder dataset (netCDF) made by 'bayesladder import'.")]
-LadderOption = Annotated[Optional[str], typer.Option("--ladder", help="Named ladder preset, e.g. 'paper'.")]
-SizesOption = Annotated[Optional[list[str]], typer.Option("--sizes", help="Sizes to fit on (repeat or comma-separate).")]
-LengthsOption = Annotated[Optional[list[str]], typer.Option("--lengths", help="Lengths to fit on (repeat or comma-separate).")]
+LadderOption = Annotated[str | None, typer.Option("--ladder", help="Named ladder preset, e.g. 'paper'.")]
+SizesOption = Annotated[list[str] | None, typer.Option("--sizes", help="Sizes to fit on (repeat or comma-separate).")]
+LengthsOption = Annotated[
+    list[str] | None, typer.Option("--lengths", help="Lengths to fit on (repeat or comma-separate).")
+]
 TasksOption = Annotated[str, typer.Option("--tasks", help="'all' or a comma-separated list of task names.")]
 
 
@@ -60,9 +64,12 @@ def resolve_tasks(ds, tasks: str) -> list[str]:
 @import_app.command("olmo-ladder")
 @reports_errors
 def import_olmo_ladder(
-    directory: Annotated[Optional[Path], typer.Argument(help="Folder with the OLMo-ladder CSV files.")] = None,
+    directory: Annotated[Path | None, typer.Argument(help="Folder with the OLMo-ladder CSV files.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Ladder dataset to write.")] = Path("ladder.nc"),
-    download: Annotated[bool, typer.Option("--download", help="Fetch the files from the public OLMo-ladder repository (SHA-256 verified).")] = False,
+    download: Annotated[
+        bool,
+        typer.Option("--download", help="Fetch the files from the public OLMo-ladder repository (SHA-256 verified)."),
+    ] = False,
 ) -> None:
     """Import the OLMo-ladder W&B exports (Bhagia et al. 2024)."""
     from bayesladder import schema
@@ -98,9 +105,11 @@ def baseline(
     sizes: SizesOption = None,
     lengths: LengthsOption = None,
     tasks: TasksOption = "all",
-    target: Annotated[Optional[str], typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of the dataset).")] = None,
-    n: Annotated[Optional[float], typer.Option("--n", help="Target parameters N.")] = None,
-    d: Annotated[Optional[float], typer.Option("--d", help="Target training tokens D.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of the dataset).")
+    ] = None,
+    n: Annotated[float | None, typer.Option("--n", help="Target parameters N.")] = None,
+    d: Annotated[float | None, typer.Option("--d", help="Target training tokens D.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """The paper's two-step point fit, chained to predict a target's task loss and accuracy."""
@@ -119,14 +128,20 @@ def baseline(
         table["actual_accuracy"] = actual.loc[table["task"], "accuracy"].values
         table["loss_error"] = table["loss"] - table["actual_loss"]
         table["accuracy_error"] = table["accuracy"] - table["actual_accuracy"]
-    output.emit(table, as_json, title=f"Paper method: {target_spec.name} (N={target_spec.n_params:.4g}, D={target_spec.tokens:.4g})")
+    output.emit(
+        table,
+        as_json,
+        title=f"Paper method: {target_spec.name} (N={target_spec.n_params:.4g}, D={target_spec.tokens:.4g})",
+    )
 
 
 ChainsOption = Annotated[int, typer.Option("--chains", help="Number of MCMC chains.")]
 DrawsOption = Annotated[int, typer.Option("--draws", help="Posterior draws per chain.")]
 TuneOption = Annotated[int, typer.Option("--tune", help="Tuning (warm-up) draws per chain.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
-OptionalDataOption = Annotated[Optional[Path], typer.Option("--data", help="Ladder dataset (default: the shipped micro ladder).")]
+OptionalDataOption = Annotated[
+    Path | None, typer.Option("--data", help="Ladder dataset (default: the shipped micro ladder).")
+]
 FitFileOption = Annotated[Path, typer.Option("--fit", help="Fit file written by 'bayesladder fit'.")]
 
 
@@ -137,7 +152,9 @@ def _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed):
     if min(chains, draws, tune) < 1:
         raise BayesLadderError("--chains, --draws and --tune must be at least 1")
     selection = ladder_runs.resolve_selection(ladder, split_list(sizes), split_list(lengths))
-    return FitConfig(tasks=tuple(resolve_tasks(ds, tasks)), selection=selection, chains=chains, draws=draws, tune=tune, seed=seed)
+    return FitConfig(
+        tasks=tuple(resolve_tasks(ds, tasks)), selection=selection, chains=chains, draws=draws, tune=tune, seed=seed
+    )
 
 
 def _report_diagnostics(diag, as_json: bool) -> None:
@@ -154,8 +171,11 @@ def _report_diagnostics(diag, as_json: bool) -> None:
         extra = ["tree_depth_saturated", "mean_tree_depth", "elpd_loo", "ppc_loss_coverage90", "ppc_acc_coverage90"]
         output.emit(pd.DataFrame([{k: record[k] for k in keys + extra}]), False, title="Diagnostics")
     if not diag.ok:
-        typer.echo(f"DIAGNOSTICS FAILED: {'; '.join(diag.failures)}. Do not trust this fit: "
-                   "sample longer (--tune/--draws) or check the data.", err=True)
+        typer.echo(
+            f"DIAGNOSTICS FAILED: {'; '.join(diag.failures)}. Do not trust this fit: "
+            "sample longer (--tune/--draws) or check the data.",
+            err=True,
+        )
         raise typer.Exit(2)
 
 
@@ -183,7 +203,9 @@ def fit(
     config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
     fitted = fit_model(ds, config, progress=not as_json)
     fitted.save(output_path)
-    typer.echo(f"wrote {output_path}: {len(config.tasks)} tasks, {chains} x {draws} draws in {fitted.seconds:.1f} s", err=True)
+    typer.echo(
+        f"wrote {output_path}: {len(config.tasks)} tasks, {chains} x {draws} draws in {fitted.seconds:.1f} s", err=True
+    )
     _report_diagnostics(diagnostics.diagnose(fitted), as_json)
 
 
@@ -191,9 +213,11 @@ def fit(
 @reports_errors
 def predict(
     fit_file: FitFileOption = Path("fit.nc"),
-    target: Annotated[Optional[str], typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of --data).")] = None,
-    n: Annotated[Optional[float], typer.Option("--n", help="Target parameters N.")] = None,
-    d: Annotated[Optional[float], typer.Option("--d", help="Target training tokens D.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of --data).")
+    ] = None,
+    n: Annotated[float | None, typer.Option("--n", help="Target parameters N.")] = None,
+    d: Annotated[float | None, typer.Option("--d", help="Target training tokens D.")] = None,
     data: OptionalDataOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -208,14 +232,18 @@ def predict(
     spec = ladder_runs.resolve_target(ds, target, n, d)
     size = str(ds["size"].sel(run=spec.name).values) if ds is not None and spec.name in ds["run"].values else None
     table = predict_table(fitted, spec.n_params, spec.tokens, size=size)
-    output.emit(table, as_json, title=f"Prediction for {spec.name} (N={spec.n_params:.4g}, D={spec.tokens:.4g}); q05-q95 is the 90% interval")
+    output.emit(
+        table,
+        as_json,
+        title=f"Prediction for {spec.name} (N={spec.n_params:.4g}, D={spec.tokens:.4g}); q05-q95 is the 90% interval",
+    )
 
 
 @app.command()
 @reports_errors
 def diagnose(
     fit_file: FitFileOption = Path("fit.nc"),
-    plots: Annotated[Optional[Path], typer.Option("--plots", help="Folder for rank/trace and PPC figures (PNG).")] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Folder for rank/trace and PPC figures (PNG).")] = None,
     max_rhat: Annotated[float, typer.Option("--max-rhat")] = 1.01,
     min_ess: Annotated[float, typer.Option("--min-ess")] = 400,
     min_bfmi: Annotated[float, typer.Option("--min-bfmi")] = 0.3,
@@ -248,8 +276,15 @@ def backtest(
     draws: DrawsOption = 1000,
     tune: TuneOption = 1000,
     seed: SeedOption = 0,
-    subsets: Annotated[bool, typer.Option("--subsets", help="Refit on smaller ladders (drop sizes/lengths); report compute vs error per subset.")] = False,
-    figure: Annotated[Optional[Path], typer.Option("--figure", help="With --subsets: write the error/width vs compute figure (PNG).")] = None,
+    subsets: Annotated[
+        bool,
+        typer.Option(
+            "--subsets", help="Refit on smaller ladders (drop sizes/lengths); report compute vs error per subset."
+        ),
+    ] = False,
+    figure: Annotated[
+        Path | None, typer.Option("--figure", help="With --subsets: write the error/width vs compute figure (PNG).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Fit without the held-out sizes, predict their runs, and score median, interval and CRPS vs the baseline."""
@@ -264,7 +299,11 @@ def backtest(
         summary, _ = ladder_subsets.run_subsets(ds, config, split_list(holdout_size), progress=not as_json)
         if figure is not None:
             figure.write_bytes(ladder_subsets.figure(summary))
-        output.emit(summary, as_json, title="Compute vs error: per ladder subset (accuracy; 90% intervals; flops_fraction = ladder 6ND / target 6ND)")
+        output.emit(
+            summary,
+            as_json,
+            title="Compute vs error: per ladder subset (accuracy; 90% intervals; flops_fraction = ladder 6ND / target 6ND)",
+        )
         return
     if figure is not None:
         raise BayesLadderError("--figure needs --subsets")
@@ -273,7 +312,9 @@ def backtest(
     if as_json:
         output.emit(table[columns], True)
         return
-    output.emit(table[columns + ["error", "baseline_error"]], False, title="Backtest: held-out runs (accuracy; 90% interval)")
+    output.emit(
+        table[columns + ["error", "baseline_error"]], False, title="Backtest: held-out runs (accuracy; 90% interval)"
+    )
     output.emit(summary, False, title="Summary per held-out run")
 
 
@@ -282,13 +323,29 @@ def backtest(
 def report(
     fit_file: FitFileOption = Path("fit.nc"),
     data: OptionalDataOption = None,
-    target: Annotated[Optional[list[str]], typer.Option("--target", help="Target(s): runs of --data or 7B-4T/13B-5T (default: the dataset's target runs, else the sizes outside the fit).")] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="Target(s): runs of --data or 7B-4T/13B-5T (default: the dataset's target runs, else the sizes outside the fit).",
+        ),
+    ] = None,
     output_path: Annotated[Path, typer.Option("-o", "--output", help="Report file to write.")] = Path("report.html"),
-    fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file) or md (Markdown, PNGs in a folder beside it).")] = "html",
-    variance_run: Annotated[Optional[str], typer.Option("--variance-run", help="Add the checkpoint-variance section for this run.")] = None,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="html (one self-contained file) or md (Markdown, PNGs in a folder beside it)."),
+    ] = "html",
+    variance_run: Annotated[
+        str | None, typer.Option("--variance-run", help="Add the checkpoint-variance section for this run.")
+    ] = None,
     last: Annotated[int, typer.Option("--last", help="Checkpoints for the variance section.")] = 10,
-    subsets_json: Annotated[Optional[Path], typer.Option("--subsets", help="Add the compute-vs-error section from 'backtest --subsets --json' output.")] = None,
-    compare_json: Annotated[Optional[Path], typer.Option("--compare", help="Add the design-comparison section from 'compare --json' output.")] = None,
+    subsets_json: Annotated[
+        Path | None,
+        typer.Option("--subsets", help="Add the compute-vs-error section from 'backtest --subsets --json' output."),
+    ] = None,
+    compare_json: Annotated[
+        Path | None, typer.Option("--compare", help="Add the design-comparison section from 'compare --json' output.")
+    ] = None,
 ) -> None:
     """A report of a fit: predictions with intervals, step 1/2 and chained figures, diagnostics, priors, provenance."""
     from bayesladder import datasets, schema
@@ -310,7 +367,10 @@ def report(
     built = reports.build(fitted, ds, data_path, split_list(target), variance_table, subsets_table, compare_table)
     written = reports.write(built, output_path, fmt)
     extra = f" and {len(written) - 1} figures" if len(written) > 1 else ""
-    typer.echo(f"wrote {written[0]}{extra}" + (f" (WARNING: {len(built.banner)} failed diagnostics)" if built.banner else ""), err=True)
+    typer.echo(
+        f"wrote {written[0]}{extra}" + (f" (WARNING: {len(built.banner)} failed diagnostics)" if built.banner else ""),
+        err=True,
+    )
 
 
 def _read_records(path: Path):
@@ -322,7 +382,9 @@ def _read_records(path: Path):
     try:
         records = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise BayesLadderError(f"{path}: not a readable JSON file ({type(exc).__name__}); write it with --json") from None
+        raise BayesLadderError(
+            f"{path}: not a readable JSON file ({type(exc).__name__}); write it with --json"
+        ) from None
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         raise BayesLadderError(f"{path}: expected a non-empty JSON list of records, as --json prints")
     return pd.DataFrame.from_records(records)
@@ -334,7 +396,9 @@ def variance(
     data: OptionalDataOption = None,
     run: Annotated[str, typer.Option("--run", help="Run whose last checkpoints to measure, e.g. 1B-10xC.")] = ...,
     last: Annotated[int, typer.Option("--last", help="Number of final checkpoints.")] = 10,
-    backtest_json: Annotated[Optional[Path], typer.Option("--backtest", help="Relate to prediction error: rows from 'backtest --json'.")] = None,
+    backtest_json: Annotated[
+        Path | None, typer.Option("--backtest", help="Relate to prediction error: rows from 'backtest --json'.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Per task: SD and coefficient of variation of task loss and accuracy over a run's last checkpoints; noisy tasks flagged."""
@@ -360,8 +424,16 @@ def compare(
     lengths: LengthsOption = None,
     holdout_size: Annotated[list[str], typer.Option("--holdout-size", help="Size(s) to hold out and predict.")] = ...,
     tasks: TasksOption = "all",
-    designs: Annotated[Optional[list[str]], typer.Option("--designs", help="Designs to compare (default: all): two-step, flops-step1, single-step, c4-intermediate, baseline.")] = None,
-    valset: Annotated[str, typer.Option("--valset", help="Validation set whose loss is the c4-intermediate design's feature.")] = "c4_en",
+    designs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--designs",
+            help="Designs to compare (default: all): two-step, flops-step1, single-step, c4-intermediate, baseline.",
+        ),
+    ] = None,
+    valset: Annotated[
+        str, typer.Option("--valset", help="Validation set whose loss is the c4-intermediate design's feature.")
+    ] = "c4_en",
     chains: ChainsOption = 4,
     draws: DrawsOption = 1000,
     tune: TuneOption = 1000,
@@ -375,10 +447,14 @@ def compare(
     ds = schema.read(data or datasets.micro_ladder())
     config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
     ranking, _ = compare_designs(ds, config, split_list(holdout_size), split_list(designs), valset)
-    output.emit(ranking, as_json, title="Designs ranked by backtest MAE (accuracy; coverage of 90% intervals; elpd_loo only where the observations coincide)")
+    output.emit(
+        ranking,
+        as_json,
+        title="Designs ranked by backtest MAE (accuracy; coverage of 90% intervals; elpd_loo only where the observations coincide)",
+    )
 
 
-def _set_threads(threads: Optional[int]) -> None:
+def _set_threads(threads: int | None) -> None:
     import os
 
     import torch
@@ -392,11 +468,19 @@ def _set_threads(threads: Optional[int]) -> None:
 @reports_errors
 def train(
     ladder: Annotated[Path, typer.Option("--ladder", help="Ladder spec (TOML), e.g. models/micro.toml.")],
-    rung: Annotated[Optional[str], typer.Option("--rung", help="One rung, SIZE-MULT, e.g. 35k-5xC (with what it branches from).")] = None,
+    rung: Annotated[
+        str | None, typer.Option("--rung", help="One rung, SIZE-MULT, e.g. 35k-5xC (with what it branches from).")
+    ] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Every rung and target of the ladder.")] = False,
-    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, evaluations and ladder.nc.")] = Path("ladder_out"),
-    corpus: Annotated[Optional[list[Path]], typer.Option("--corpus", help="Text file(s) to train on instead of the spec's corpus.")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads (default: $BAYESLADDER_THREADS or torch's).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, evaluations and ladder.nc.")] = Path(
+        "ladder_out"
+    ),
+    corpus: Annotated[
+        list[Path] | None, typer.Option("--corpus", help="Text file(s) to train on instead of the spec's corpus.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="torch CPU threads (default: $BAYESLADDER_THREADS or torch's).")
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Train a ladder (or one rung) and write its ladder dataset OUT/ladder.nc as checkpoints are evaluated.
@@ -416,20 +500,34 @@ def train(
         return
     if ladder_spec.recipe.schedule == "wsd":
         used, separate = spec.tokens_saved(ladder_spec)
-        typer.echo(f"warmup-stable-decay: the ladder's runs take {used:,} training tokens against {separate:,} for "
-                   f"separate cosine runs ({1 - used / separate:.0%} saved)", err=True)
+        typer.echo(
+            f"warmup-stable-decay: the ladder's runs take {used:,} training tokens against {separate:,} for "
+            f"separate cosine runs ({1 - used / separate:.0%} saved)",
+            err=True,
+        )
     typer.echo(f"wrote {path}", err=True)
 
 
 @app.command("eval")
 @reports_errors
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder (AutoModelForCausalLM.from_pretrained), byte-level.")],
-    task: Annotated[Optional[list[str]], typer.Option("--task", help="Task: a plain JSONL file, an OLMo requests.jsonl.gz (or its folder, or 'arc_easy/val_rc_5shot'). Repeatable.")] = None,
-    ladder: Annotated[Optional[Path], typer.Option("--ladder", help="Also run this ladder spec's tasks (offline suite from its held-out text).")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many questions per file task.")] = None,
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A checkpoint folder (AutoModelForCausalLM.from_pretrained), byte-level.")
+    ],
+    task: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task",
+            help="Task: a plain JSONL file, an OLMo requests.jsonl.gz (or its folder, or 'arc_easy/val_rc_5shot'). Repeatable.",
+        ),
+    ] = None,
+    ladder: Annotated[
+        Path | None,
+        typer.Option("--ladder", help="Also run this ladder spec's tasks (offline suite from its held-out text)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many questions per file task.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass.")] = 64,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Score a checkpoint on multiple-choice tasks: task loss (bits/byte), accuracy (len-norm and raw)."""

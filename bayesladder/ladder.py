@@ -58,7 +58,9 @@ def select_runs(ds: xr.Dataset, selection: LadderSelection) -> list[str]:
         known = set(map(str, ds[label].values))
         unknown = sorted(set(wanted or ()) - known)
         if unknown:
-            raise BayesLadderError(f"unknown {label}(s) {', '.join(unknown)}; the dataset has {', '.join(sorted(known))}")
+            raise BayesLadderError(
+                f"unknown {label}(s) {', '.join(unknown)}; the dataset has {', '.join(sorted(known))}"
+            )
     keep = (ds["role"] == "ladder") & ds["replicate"].isin(list(selection.replicates))
     if selection.sizes:
         keep &= ds["size"].isin(list(selection.sizes))
@@ -81,11 +83,15 @@ def final_points(ds: xr.Dataset, runs: list[str]) -> pd.DataFrame:
         for task in ds["task"].values:
             records.append(
                 dict(
-                    run=run, task=str(task), size=str(r["size"].values), length=str(r["length"].values),
-                    n_params=float(r["n_params"]), tokens=float(r["tokens"].values[present[-1]]),
+                    run=run,
+                    task=str(task),
+                    size=str(r["size"].values),
+                    length=str(r["length"].values),
+                    n_params=float(r["n_params"]),
+                    tokens=float(r["tokens"].values[present[-1]]),
                     task_loss=float(np.nanmean(r["task_loss"].sel(task=task).values[last])),
                     accuracy=float(np.nanmean(r["accuracy"].sel(task=task).values[last])),
-                )  # fmt: skip
+                )
             )
     return pd.DataFrame.from_records(records)
 

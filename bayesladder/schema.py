@@ -35,12 +35,16 @@ class Field:
 
 
 FIELDS: dict[str, Field] = {
-    "task_loss": Field(("run", "checkpoint", "task"), "f", "task loss: -log2 p(correct continuation) per UTF-8 byte", "bits/byte"),
+    "task_loss": Field(
+        ("run", "checkpoint", "task"), "f", "task loss: -log2 p(correct continuation) per UTF-8 byte", "bits/byte"
+    ),
     "accuracy": Field(("run", "checkpoint", "task"), "f", "ranked-classification accuracy", "1"),
     "tokens": Field(("run", "checkpoint"), "f", "training tokens seen at the checkpoint (D)", "tokens"),
     "flops": Field(("run", "checkpoint"), "f", "training compute at the checkpoint, 6 N D", "FLOPs"),
     "step": Field(("run", "checkpoint"), "f", "optimizer step of the checkpoint", "1", required=False),
-    "val_loss": Field(("run", "checkpoint", "valset"), "f", "validation-set language-modelling loss", "nats/token", required=False),
+    "val_loss": Field(
+        ("run", "checkpoint", "valset"), "f", "validation-set language-modelling loss", "nats/token", required=False
+    ),
     "size": Field(("run",), "U", "model size label", ""),
     "length": Field(("run",), "U", "training length label, a multiple of Chinchilla-optimal tokens", ""),
     "multiplier": Field(("run",), "f", "training tokens as a multiple of 20 N", "1"),
@@ -103,9 +107,7 @@ def build_dataset(
     }
     if val_loss is not None:
         coords["valset"] = list(valsets)
-    ds = xr.Dataset(
-        {name: (FIELDS[name].dims, np.asarray(value)) for name, value in data.items()}, coords=coords
-    )
+    ds = xr.Dataset({name: (FIELDS[name].dims, np.asarray(value)) for name, value in data.items()}, coords=coords)
     for name, field in FIELDS.items():
         if name in ds:
             ds[name].attrs.update(long_name=field.long_name, units=field.units)
@@ -118,7 +120,7 @@ def build_dataset(
         producer=producer,
         bayesladder_version=__version__,
         n_params_convention=n_params_convention,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
     return ds
 
@@ -223,7 +225,9 @@ def atomic_write_netcdf(obj, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise BayesLadderError(f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location") from None
+        raise BayesLadderError(
+            f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location"
+        ) from None
     os.close(fd)
     try:
         obj.to_netcdf(tmp, engine="h5netcdf")
@@ -231,7 +235,9 @@ def atomic_write_netcdf(obj, path: Path) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise BayesLadderError(f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location") from None
+        raise BayesLadderError(
+            f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -250,7 +256,7 @@ def read(path: str | os.PathLike) -> xr.Dataset:
         raise BayesLadderError(f"{path}: no such file; create one with 'bayesladder import'")
     try:
         ds = xr.load_dataset(path, engine="h5netcdf")
-    except Exception as exc:  # h5py/xarray raise many types for a non-netCDF file
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # h5py/xarray: a non-netCDF file
         raise BayesLadderError(
             f"{path}: not a readable netCDF file ({type(exc).__name__}); create one with 'bayesladder import'"
         ) from None

@@ -40,10 +40,15 @@ def draw_truths(rng: np.random.Generator, n_tasks: int = 3) -> dict[str, TaskTru
     truths = {}
     for t in range(n_tasks):
         truths[f"task{t}"] = TaskTruth(
-            E=rng.uniform(0.3, 0.6), A=rng.uniform(0.15, 0.3), B=rng.uniform(0.15, 0.3),
-            alpha=alpha_mu * np.exp(0.1 * rng.standard_normal()), beta=beta_mu * np.exp(0.1 * rng.standard_normal()),
-            floor=rng.uniform(0.22, 0.3), k=rng.uniform(3.0, 8.0), L0=rng.uniform(0.6, 0.9),
-        )  # fmt: skip
+            E=rng.uniform(0.3, 0.6),
+            A=rng.uniform(0.15, 0.3),
+            B=rng.uniform(0.15, 0.3),
+            alpha=alpha_mu * np.exp(0.1 * rng.standard_normal()),
+            beta=beta_mu * np.exp(0.1 * rng.standard_normal()),
+            floor=rng.uniform(0.22, 0.3),
+            k=rng.uniform(3.0, 8.0),
+            L0=rng.uniform(0.6, 0.9),
+        )
     return truths
 
 
@@ -75,8 +80,12 @@ def reference_point() -> tuple[float, float]:
 
 
 def simulate_ladder(
-    truths: dict[str, TaskTruth], rng: np.random.Generator, loss_noise: float = 0.005, acc_jitter: float = 0.003,
-    targets: dict[str, tuple[float, float]] | None = None, noisy_targets: bool = False,
+    truths: dict[str, TaskTruth],
+    rng: np.random.Generator,
+    loss_noise: float = 0.005,
+    acc_jitter: float = 0.003,
+    targets: dict[str, tuple[float, float]] | None = None,
+    noisy_targets: bool = False,
     size_effects: dict[tuple[str, str], tuple[float, float]] | None = None,
 ) -> xr.Dataset:
     """A ladder dataset (plus target runs, role 'target') drawn from ``truths``.
@@ -86,7 +95,9 @@ def simulate_ladder(
     :func:`draw_size_effects`; a target's size is its name) shift each size's losses and accuracy logits.
     """
     log_n_ref, log_d_ref = reference_point()
-    runs = [(f"{s}-{m}", s, m, SIZES[s], 20 * mult * SIZES[s], "ladder") for s in SIZES for m, mult in MULTIPLIERS.items()]
+    runs = [
+        (f"{s}-{m}", s, m, SIZES[s], 20 * mult * SIZES[s], "ladder") for s in SIZES for m, mult in MULTIPLIERS.items()
+    ]
     runs += [(name, name, "target", n, d, "target") for name, (n, d) in (targets or {}).items()]
     tasks = list(truths)
     loss = np.full((len(runs), CHECKPOINTS, len(tasks)), np.nan)
@@ -108,10 +119,24 @@ def simulate_ladder(
                 p = p + rng.normal(0, np.sqrt(p * (1 - p) / truth.n_questions + acc_jitter**2))
             acc[i, :, j] = np.clip(p, 0, 1)
         multiplier = d_final / (20 * n)
-        meta.append(dict(name=name, size=size, length=length, multiplier=multiplier, replicate=0, n_params=n,
-                         role=role, source="bayesladder.testing", schedule="simulated"))  # fmt: skip
+        meta.append(
+            dict(
+                name=name,
+                size=size,
+                length=length,
+                multiplier=multiplier,
+                replicate=0,
+                n_params=n,
+                role=role,
+                source="bayesladder.testing",
+                schedule="simulated",
+            )
+        )
     return schema.build_dataset(
         runs=meta,
         tasks=[dict(name=t, n_questions=truths[t].n_questions, chance=truths[t].chance, source_key=t) for t in tasks],
-        task_loss=loss, accuracy=acc, tokens=tokens, producer="bayesladder.testing.simulate_ladder",
-    )  # fmt: skip
+        task_loss=loss,
+        accuracy=acc,
+        tokens=tokens,
+        producer="bayesladder.testing.simulate_ladder",
+    )

@@ -45,8 +45,9 @@ def main() -> None:
     else:
         corpus = data.Corpus.from_text(data.load_text(s.corpus), s.corpus)
         held = corpus.heldout.tobytes().decode("utf-8", errors="ignore")
-        task = T.make_suite_task("continue_word", "continuation", held, n_questions=args.questions,
-                                 context_bytes=48, continuation_bytes=16)
+        task = T.make_suite_task(
+            "continue_word", "continuation", held, n_questions=args.questions, context_bytes=48, continuation_bytes=16
+        )
     n_choices = len(task.questions[0].continuations)
 
     t = time.perf_counter()
@@ -58,8 +59,10 @@ def main() -> None:
     assert abs(single.task_loss - batched.task_loss) < 1e-3, (single, batched)
 
     nq = len(task.questions)
-    print(f"model: {type(model).__name__}, N = {count_n(model):,}; task {task.name}: {nq} questions x {n_choices} choices; "
-          f"{args.threads} thread(s)")
+    print(
+        f"model: {type(model).__name__}, N = {count_n(model):,}; task {task.name}: {nq} questions x {n_choices} choices; "
+        f"{args.threads} thread(s)"
+    )
     print(f"one sequence per forward : {nq / t_single:8.1f} questions/s")
     print(f"batched ({args.batch_size:>3} per forward): {nq / t_batched:8.1f} questions/s")
     print(f"ratio (batched / one at a time): {t_single / t_batched:.2f}")

@@ -42,19 +42,25 @@ def main() -> None:
 
     fitted = fit(ds, FitConfig(tasks=TASKS, selection=selection))
     diagnostics = diagnose(fitted)
-    print(f"fit wall time (8 tasks, 4 x 1000 draws, compile included): {fitted.seconds:.1f} s; "
-          f"baseline point fit: {baseline_seconds:.2f} s; ratio {fitted.seconds / baseline_seconds:.0f}x")  # fmt: skip
-    print(f"diagnostics ok={diagnostics.ok} max_rhat={diagnostics.max_rhat:.3f} min_ess_bulk={diagnostics.min_ess_bulk:.0f} "
-          f"min_ess_tail={diagnostics.min_ess_tail:.0f} divergences={diagnostics.divergences} "
-          f"min_bfmi={diagnostics.min_bfmi:.2f} max_pareto_k={diagnostics.max_pareto_k:.2f} "
-          f"mean_tree_depth={diagnostics.mean_tree_depth:.2f} {'; '.join(diagnostics.failures)}")  # fmt: skip
+    print(
+        f"fit wall time (8 tasks, 4 x 1000 draws, compile included): {fitted.seconds:.1f} s; "
+        f"baseline point fit: {baseline_seconds:.2f} s; ratio {fitted.seconds / baseline_seconds:.0f}x"
+    )
+    print(
+        f"diagnostics ok={diagnostics.ok} max_rhat={diagnostics.max_rhat:.3f} min_ess_bulk={diagnostics.min_ess_bulk:.0f} "
+        f"min_ess_tail={diagnostics.min_ess_tail:.0f} divergences={diagnostics.divergences} "
+        f"min_bfmi={diagnostics.min_bfmi:.2f} max_pareto_k={diagnostics.max_pareto_k:.2f} "
+        f"mean_tree_depth={diagnostics.mean_tree_depth:.2f} {'; '.join(diagnostics.failures)}"
+    )
 
     held_out = [f"3B-{length}" for length in selection.lengths]
     summary = summarise(score(fitted, ds, held_out))
     for row in summary.itertuples():
-        print(f"{row.run:8s} MAE {100 * row.mae:.2f} pts  covered {row.covered}/{row.n}  width {100 * row.mean_width:.2f} pts  "
-              f"CRPS {100 * row.mean_crps:.2f}  baseline MAE {100 * row.baseline_mae:.2f}  "
-              f"ratio MAE/baseline {row.mae / row.baseline_mae:.2f}")  # fmt: skip
+        print(
+            f"{row.run:8s} MAE {100 * row.mae:.2f} pts  covered {row.covered}/{row.n}  width {100 * row.mean_width:.2f} pts  "
+            f"CRPS {100 * row.mean_crps:.2f}  baseline MAE {100 * row.baseline_mae:.2f}  "
+            f"ratio MAE/baseline {row.mae / row.baseline_mae:.2f}"
+        )
 
 
 if __name__ == "__main__":

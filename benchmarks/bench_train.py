@@ -55,7 +55,9 @@ def main() -> None:
 
     s = spec.load(args.ladder)
     size = s.sizes[args.size] if args.size else spec.SizeSpec("1M", 128, 6, 4, 352, 4096)
-    s = spec.LadderSpec(**{**s.__dict__, "recipe": spec.Recipe(**{**s.recipe.__dict__, "dtype": "auto", "compile": args.compile})})
+    s = spec.LadderSpec(
+        **{**s.__dict__, "recipe": spec.Recipe(**{**s.recipe.__dict__, "dtype": "auto", "compile": args.compile})}
+    )
     torch.manual_seed(0)
     base = build(size, s)
     n = count_n(base)
@@ -81,13 +83,18 @@ def main() -> None:
     t_plain = t_ours = 0.0
     for r in range(args.rounds):
         t_plain += timed(lambda x, y: plain_step(plain, opt, x, y), batches, args.warmup if r == 0 else 0)
-        t_ours += timed(lambda x, y: loop.train_step(wrapped, ours, opt2, x, y, rows, bf16, "cpu", 1.0), batches,
-                        args.warmup if r == 0 else 0)
+        t_ours += timed(
+            lambda x, y: loop.train_step(wrapped, ours, opt2, x, y, rows, bf16, "cpu", 1.0),
+            batches,
+            args.warmup if r == 0 else 0,
+        )
     tokens *= args.rounds
 
     flops = 6 * n * tokens
-    print(f"model: {type(base).__name__}, N = {n:,} ({size.d_model}d x {size.n_layers}L), batch {rows} x {s.seq_len}, "
-          f"{args.threads} thread(s), bf16 autocast: {bf16}, compile: {args.compile} (first step {first:.1f} s)")
+    print(
+        f"model: {type(base).__name__}, N = {n:,} ({size.d_model}d x {size.n_layers}L), batch {rows} x {s.seq_len}, "
+        f"{args.threads} thread(s), bf16 autocast: {bf16}, compile: {args.compile} (first step {first:.1f} s)"
+    )
     print(f"plain fp32 eager : {tokens / t_plain:10.0f} tokens/s  {flops / t_plain / 1e9:6.2f} GFLOP/s (6N per token)")
     print(f"bayesladder loop : {tokens / t_ours:10.0f} tokens/s  {flops / t_ours / 1e9:6.2f} GFLOP/s (6N per token)")
     print(f"ratio (ours / plain): {t_plain / t_ours:.2f}")

@@ -15,7 +15,19 @@ from bayesladder.importers import olmo_ladder
 
 OLMO_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "olmo-ladder"
 
-LONG_CSV_HEADER = ["run", "n_params", "tokens", "task", "task_loss", "accuracy", "size", "length", "replicate", "role", "step"]
+LONG_CSV_HEADER = [
+    "run",
+    "n_params",
+    "tokens",
+    "task",
+    "task_loss",
+    "accuracy",
+    "size",
+    "length",
+    "replicate",
+    "role",
+    "step",
+]
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +56,24 @@ def long_csv_rows() -> list[dict]:
     """A small valid long CSV: 2 runs x 3 checkpoints x 2 tasks, rows deliberately not in token order."""
     rows = []
     for run, n_params, size, length, factor in (("s-1xC", 1e8, "s", "1xC", 1.0), ("m-1xC", 3e8, "m", "1xC", 0.9)):
-        for i, tokens in enumerate((2e9, 0.5e9, 1e9)):  # out of order on purpose
+        for tokens in (2e9, 0.5e9, 1e9):  # out of order on purpose
             for task, base_loss in (("alpha", 1.5), ("beta", 0.9)):
                 loss = base_loss * factor * (1 + 0.5e9 / tokens) / 2
-                rows.append(dict(run=run, n_params=f"{n_params:g}", tokens=f"{tokens:g}", task=task,
-                                 task_loss=f"{loss:.6f}", accuracy=f"{0.3 + 0.1 / loss:.6f}", size=size,
-                                 length=length, replicate="0", role="ladder", step=str(int(tokens / 1e6))))  # fmt: skip
+                rows.append(
+                    dict(
+                        run=run,
+                        n_params=f"{n_params:g}",
+                        tokens=f"{tokens:g}",
+                        task=task,
+                        task_loss=f"{loss:.6f}",
+                        accuracy=f"{0.3 + 0.1 / loss:.6f}",
+                        size=size,
+                        length=length,
+                        replicate="0",
+                        role="ladder",
+                        step=str(int(tokens / 1e6)),
+                    )
+                )
     return rows
 
 

@@ -12,13 +12,27 @@ from bayesladder.errors import BayesLadderError
 from bayesladder.targets import KNOWN_TARGETS
 
 SOURCE_TASK = {
-    "mmlu_avg_test_5shot": "mmlu", "hellaswag_val_5shot": "hellaswag", "arc_challenge_test_5shot": "arc_challenge",
-    "arc_easy_test_5shot": "arc_easy", "piqa_val_5shot": "piqa", "csqa_val_5shot": "csqa",
-    "socialiqa_val_5shot": "socialiqa", "openbookqa_test_5shot": "openbookqa", "boolq_val_5shot": "boolq",
+    "mmlu_avg_test_5shot": "mmlu",
+    "hellaswag_val_5shot": "hellaswag",
+    "arc_challenge_test_5shot": "arc_challenge",
+    "arc_easy_test_5shot": "arc_easy",
+    "piqa_val_5shot": "piqa",
+    "csqa_val_5shot": "csqa",
+    "socialiqa_val_5shot": "socialiqa",
+    "openbookqa_test_5shot": "openbookqa",
+    "boolq_val_5shot": "boolq",
     "winogrande_val_5shot": "winogrande",
-}  # fmt: skip
-PUBLISHED_13B_5T = dict(mmlu=0.5127, hellaswag=0.8530, arc_challenge=0.5267, arc_easy=0.7724, piqa=0.8208, csqa=0.7761,
-                        socialiqa=0.5995, openbookqa=0.4486)  # fmt: skip
+}
+PUBLISHED_13B_5T = dict(
+    mmlu=0.5127,
+    hellaswag=0.8530,
+    arc_challenge=0.5267,
+    arc_easy=0.7724,
+    piqa=0.8208,
+    csqa=0.7761,
+    socialiqa=0.5995,
+    openbookqa=0.4486,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +70,9 @@ def test_reproduces_every_row_of_the_3b_leave_out_table(paper_fits, paper_3b_tab
         assert pred["loss"] == pytest.approx(float(row["pred_bpb"]), abs=1e-3), where
         assert pred["accuracy"] == pytest.approx(float(row["pred_acc"]), abs=1e-3), where
         # step 2 alone, from the true final loss
-        assert paper_fits[task].accuracy(float(row["actual_bpb"])) == pytest.approx(float(row["step2_only_pred_acc"]), abs=1e-3), where
+        assert paper_fits[task].accuracy(float(row["actual_bpb"])) == pytest.approx(
+            float(row["step2_only_pred_acc"]), abs=1e-3
+        ), where
 
 
 def test_actual_final_values_of_the_3b_runs(olmo_ladder_ds, paper_3b_table):
@@ -95,10 +111,13 @@ def tiny_dataset(n_checkpoints: list[int]):
     for i, n in enumerate(n_checkpoints):
         tokens[i, :n] = np.arange(1, n + 1) * 1e9
         loss[i, :n, 0] = 10 + np.arange(n)
-    runs = [dict(name=f"r{n}", size=f"s{i}", length="1xC", multiplier=1, replicate=0, n_params=1e8, role="ladder")
-            for i, n in enumerate(n_checkpoints)]  # fmt: skip
-    return schema.build_dataset(runs=runs, tasks=[dict(name="t")], task_loss=loss, accuracy=(loss - 10) / 100,
-                                tokens=tokens, producer="test")  # fmt: skip
+    runs = [
+        dict(name=f"r{n}", size=f"s{i}", length="1xC", multiplier=1, replicate=0, n_params=1e8, role="ladder")
+        for i, n in enumerate(n_checkpoints)
+    ]
+    return schema.build_dataset(
+        runs=runs, tasks=[dict(name="t")], task_loss=loss, accuracy=(loss - 10) / 100, tokens=tokens, producer="test"
+    )
 
 
 @pytest.mark.parametrize("n, dropped", [(1, 1), (9, 1), (10, 1), (11, 2), (20, 2), (30, 3), (37, 4), (163, 17)])

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 import xarray as xr
+from cli_helpers import assert_clean_error, invoke
 
 import bayesladder
 from bayesladder import schema
@@ -21,12 +22,22 @@ from bayesladder.bayes.fit import FitConfig, LadderFit
 from bayesladder.bayes.predict import crps, predictive_draws, summarise
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import PRESETS, actual_final
-from cli_helpers import assert_clean_error, invoke
 
 TASKS = ["mmlu", "hellaswag"]
 TINY = ("--chains", 2, "--draws", 100, "--tune", 100)
-PREDICT_KEYS = ["task", "loss_median", "loss_q05", "loss_q25", "loss_q75", "loss_q95",
-                "acc_median", "acc_q05", "acc_q25", "acc_q75", "acc_q95"]  # fmt: skip
+PREDICT_KEYS = [
+    "task",
+    "loss_median",
+    "loss_q05",
+    "loss_q25",
+    "loss_q75",
+    "loss_q95",
+    "acc_median",
+    "acc_q05",
+    "acc_q25",
+    "acc_q75",
+    "acc_q95",
+]
 DIAGNOSE_KEYS = ["ok", "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "max_pareto_k"]
 BACKTEST_KEYS = ["run", "task", "actual_acc", "acc_median", "acc_q05", "acc_q95", "covered", "crps", "baseline_acc"]
 LOOSE = ("--max-rhat", 10, "--min-ess", 1, "--min-bfmi", 0)
@@ -150,9 +161,9 @@ def test_predict_by_n_and_d_and_more_parameters_mean_lower_loss(fit_file):
         assert result.exit_code == 0, (result.output, result.exception)
         assert_prediction_table(records(result))
     # same seed, same noise draws: each draw's loss falls with N, so every quantile does
-    for s, l in zip(records(small), records(large)):
+    for s, big in zip(records(small), records(large)):
         for label in ("q05", "median", "q95"):
-            assert l[f"loss_{label}"] < s[f"loss_{label}"], (s["task"], label)
+            assert big[f"loss_{label}"] < s[f"loss_{label}"], (s["task"], label)
 
 
 def test_predict_text_output_names_the_target(fit_file):
@@ -319,9 +330,20 @@ BACKTEST_LENGTHS = ["1xC", "2xC", "5xC", "10xC"]
 @pytest.fixture(scope="session")
 def tiny_backtest(olmo_ladder_nc):
     return invoke(
-        "backtest", "--data", olmo_ladder_nc, "--sizes", "190M,370M,760M", "--lengths", ",".join(BACKTEST_LENGTHS),
-        "--holdout-size", "1B", "--tasks", "mmlu", *TINY, "--json",
-    )  # fmt: skip
+        "backtest",
+        "--data",
+        olmo_ladder_nc,
+        "--sizes",
+        "190M,370M,760M",
+        "--lengths",
+        ",".join(BACKTEST_LENGTHS),
+        "--holdout-size",
+        "1B",
+        "--tasks",
+        "mmlu",
+        *TINY,
+        "--json",
+    )
 
 
 def test_backtest_json_shape_and_held_out_runs(tiny_backtest, olmo_ladder_ds):

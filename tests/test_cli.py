@@ -8,9 +8,9 @@ import shutil
 
 import numpy as np
 import pytest
+from cli_helpers import assert_clean_error, invoke
 
 from bayesladder import schema
-from cli_helpers import assert_clean_error, invoke
 
 
 def test_import_olmo_ladder_writes_a_readable_file(olmo_data, olmo_ladder_ds, tmp_path):
@@ -25,7 +25,9 @@ def test_import_olmo_ladder_writes_a_readable_file(olmo_data, olmo_ladder_ds, tm
 
 def test_import_olmo_ladder_needs_a_folder_or_download(tmp_path):
     assert_clean_error(invoke("import", "olmo-ladder", "-o", tmp_path / "x.nc"), "--download")
-    assert_clean_error(invoke("import", "olmo-ladder", tmp_path / "missing", "-o", tmp_path / "x.nc"), "missing", "no such folder")
+    assert_clean_error(
+        invoke("import", "olmo-ladder", tmp_path / "missing", "-o", tmp_path / "x.nc"), "missing", "no such folder"
+    )
     assert not (tmp_path / "x.nc").exists()
 
 
@@ -42,7 +44,7 @@ def test_import_olmo_ladder_bad_file_leaves_no_output(olmo_data, tmp_path):
 
 
 def test_import_olmo_ladder_download_rejects_a_corrupted_file(offline_upstream, tmp_path):
-    upstream, requested = offline_upstream
+    upstream, _ = offline_upstream
     (upstream / "1B-2xC.csv").write_text("_step\n1\n")
     out = tmp_path / "ladder.nc"
     assert_clean_error(invoke("import", "olmo-ladder", "--download", "-o", out), "1B-2xC.csv", "hash")
@@ -115,8 +117,18 @@ def test_import_csv_to_a_folder_is_a_clean_error(long_csv_file, tmp_path):
 
 
 def test_baseline_json_prints_only_records(olmo_ladder_nc):
-    result = invoke("baseline", "--data", olmo_ladder_nc, "--ladder", "paper", "--target", "13B-5T",
-                    "--tasks", "hellaswag,piqa", "--json")  # fmt: skip
+    result = invoke(
+        "baseline",
+        "--data",
+        olmo_ladder_nc,
+        "--ladder",
+        "paper",
+        "--target",
+        "13B-5T",
+        "--tasks",
+        "hellaswag,piqa",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
     assert [r["task"] for r in records] == ["hellaswag", "piqa"]
@@ -126,8 +138,22 @@ def test_baseline_json_prints_only_records(olmo_ladder_nc):
 
 
 def test_baseline_json_with_a_dataset_run_as_target_adds_actuals(olmo_ladder_nc):
-    result = invoke("baseline", "--data", olmo_ladder_nc, "--sizes", "190M,370M", "--sizes", "760M", "--lengths", "2xC,5xC,10xC",
-                    "--target", "1B-5xC", "--tasks", "arc_easy", "--json")  # fmt: skip
+    result = invoke(
+        "baseline",
+        "--data",
+        olmo_ladder_nc,
+        "--sizes",
+        "190M,370M",
+        "--sizes",
+        "760M",
+        "--lengths",
+        "2xC,5xC,10xC",
+        "--target",
+        "1B-5xC",
+        "--tasks",
+        "arc_easy",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     (record,) = json.loads(result.stdout)
     assert set(record) == {"task", "loss", "accuracy", "actual_loss", "actual_accuracy", "loss_error", "accuracy_error"}
@@ -137,8 +163,19 @@ def test_baseline_json_with_a_dataset_run_as_target_adds_actuals(olmo_ladder_nc)
 
 
 def test_baseline_table_and_explicit_target(olmo_ladder_nc):
-    result = invoke("baseline", "--data", olmo_ladder_nc, "--ladder", "paper", "--n", "6887575552", "--d", "3945065873408",
-                    "--tasks", "piqa")  # fmt: skip
+    result = invoke(
+        "baseline",
+        "--data",
+        olmo_ladder_nc,
+        "--ladder",
+        "paper",
+        "--n",
+        "6887575552",
+        "--d",
+        "3945065873408",
+        "--tasks",
+        "piqa",
+    )
     assert result.exit_code == 0, result.output
     assert "piqa" in result.stdout and "Paper method" in result.stdout
 
@@ -163,5 +200,9 @@ def test_baseline_bad_input(olmo_ladder_nc, args, fragments):
 
 
 def test_baseline_bad_data_file(tmp_path, long_csv_file):
-    assert_clean_error(invoke("baseline", "--data", tmp_path / "nope.nc", "--target", "13B-5T"), "nope.nc", "no such file")
-    assert_clean_error(invoke("baseline", "--data", long_csv_file, "--target", "13B-5T"), "ladder.csv", "not a readable netCDF")
+    assert_clean_error(
+        invoke("baseline", "--data", tmp_path / "nope.nc", "--target", "13B-5T"), "nope.nc", "no such file"
+    )
+    assert_clean_error(
+        invoke("baseline", "--data", long_csv_file, "--target", "13B-5T"), "ladder.csv", "not a readable netCDF"
+    )

@@ -20,18 +20,40 @@ def test_swap_intermediate_puts_the_validation_loss_in_every_task(olmo_ladder_ds
     for task in ("mmlu", "boolq"):
         np.testing.assert_array_equal(swapped["task_loss"].sel(task=task).values, c4)
     np.testing.assert_array_equal(swapped["accuracy"].values, olmo_ladder_ds["accuracy"].values)
-    assert "task_loss" in olmo_ladder_ds and not np.array_equal(olmo_ladder_ds["task_loss"].sel(task="mmlu").values, c4, equal_nan=True)
+    assert "task_loss" in olmo_ladder_ds and not np.array_equal(
+        olmo_ladder_ds["task_loss"].sel(task="mmlu").values, c4, equal_nan=True
+    )
 
 
 def test_compare_baseline_only_json_shape(olmo_ladder_nc):
-    result = runner.invoke(app, ["compare", "--data", str(olmo_ladder_nc), "--ladder", "paper", "--holdout-size", "3B",
-                                 "--tasks", "hellaswag,arc_easy", "--designs", "baseline", "--json"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            "--data",
+            str(olmo_ladder_nc),
+            "--ladder",
+            "paper",
+            "--holdout-size",
+            "3B",
+            "--tasks",
+            "hellaswag,arc_easy",
+            "--designs",
+            "baseline",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (record,) = json.loads(result.stdout)
     assert list(record) == COLUMNS
     assert record["design"] == "baseline" and record["rank"] == 1
     assert record["n"] == 8  # 3B at 1xC, 2xC, 5xC, 10xC x 2 tasks
-    assert record["coverage"] == 0 and record["mean_width"] == 0 and record["elpd_loo"] is None and record["max_rhat"] is None
+    assert (
+        record["coverage"] == 0
+        and record["mean_width"] == 0
+        and record["elpd_loo"] is None
+        and record["max_rhat"] is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -53,9 +75,29 @@ def test_compare_bad_input_is_one_line(olmo_ladder_nc, args, fragment):
 @pytest.mark.slow
 def test_compare_every_design(olmo_ladder_nc):
     """Four tiny fits (2 tasks, 1 chain x 50 draws) and the baseline: about 3 minutes."""
-    result = runner.invoke(app, ["compare", "--data", str(olmo_ladder_nc), "--sizes", "370M,760M,1B", "--lengths", "1xC,2xC,5xC",
-                                 "--holdout-size", "3B", "--tasks", "hellaswag,arc_easy", "--chains", "1", "--draws", "50",
-                                 "--tune", "50", "--json"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            "--data",
+            str(olmo_ladder_nc),
+            "--sizes",
+            "370M,760M,1B",
+            "--lengths",
+            "1xC,2xC,5xC",
+            "--holdout-size",
+            "3B",
+            "--tasks",
+            "hellaswag,arc_easy",
+            "--chains",
+            "1",
+            "--draws",
+            "50",
+            "--tune",
+            "50",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
     assert sorted(r["design"] for r in records) == sorted(DESIGNS)

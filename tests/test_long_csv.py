@@ -21,7 +21,9 @@ def test_a_good_file_imports(long_csv_file):
     loss = ds["task_loss"].sel(run="s-1xC", task="alpha").values
     np.testing.assert_allclose(loss, [1.5 * (1 + 0.5e9 / t) / 2 for t in (0.5e9, 1e9, 2e9)], rtol=1e-6)
     assert (np.diff(loss) < 0).all()
-    np.testing.assert_allclose(ds["accuracy"].sel(run="m-1xC", task="beta").values[0], 0.3 + 0.1 / (0.9 * 0.9), rtol=1e-5)
+    np.testing.assert_allclose(
+        ds["accuracy"].sel(run="m-1xC", task="beta").values[0], 0.3 + 0.1 / (0.9 * 0.9), rtol=1e-5
+    )
     np.testing.assert_allclose(ds["flops"].sel(run="m-1xC").values, 6 * 3e8 * np.array([0.5e9, 1e9, 2e9]))
 
 
@@ -81,7 +83,11 @@ def test_target_role_and_replicates(make_long_csv):
 @pytest.mark.parametrize(
     "edit, header, expected",
     [
-        (None, ["run", "n_params", "task", "task_loss", "accuracy"], r"missing column\(s\) 'tokens'; add them to the header"),
+        (
+            None,
+            ["run", "n_params", "task", "task_loss", "accuracy"],
+            r"missing column\(s\) 'tokens'; add them to the header",
+        ),
         (lambda rows: rows[4].update(tokens="lots"), None, r"line 6, column 'tokens': non-numeric value 'lots'"),
         (lambda rows: rows[2].update(n_params=""), None, r"line 4, column 'n_params': an empty cell"),
         (lambda rows: rows[7].update(n_params="0"), None, r"line 9, column 'n_params': must be a positive"),

@@ -17,11 +17,42 @@ from bayesladder.importers import olmo_ladder
 from bayesladder.targets import KNOWN_TARGETS
 
 MMLU = {"stem": 0.215, "humanities": 0.335, "social_sciences": 0.219, "other": 0.231}
-TASKS = ["mmlu", "hellaswag", "arc_challenge", "arc_easy", "piqa", "csqa", "socialiqa", "openbookqa", "boolq", "winogrande"]
-CHANCE = dict(mmlu=1 / 4, hellaswag=1 / 4, arc_challenge=1 / 4, arc_easy=1 / 4, piqa=1 / 2, csqa=1 / 5, socialiqa=1 / 3,
-              openbookqa=1 / 4, boolq=1 / 2, winogrande=1 / 2)  # fmt: skip
-N_QUESTIONS = dict(mmlu=3018 + 4705 + 3077 + 3242, hellaswag=10042, arc_challenge=1172, arc_easy=2376, piqa=1838,
-                   csqa=1221, socialiqa=1954, openbookqa=500, boolq=3270, winogrande=1267)  # fmt: skip
+TASKS = [
+    "mmlu",
+    "hellaswag",
+    "arc_challenge",
+    "arc_easy",
+    "piqa",
+    "csqa",
+    "socialiqa",
+    "openbookqa",
+    "boolq",
+    "winogrande",
+]
+CHANCE = dict(
+    mmlu=1 / 4,
+    hellaswag=1 / 4,
+    arc_challenge=1 / 4,
+    arc_easy=1 / 4,
+    piqa=1 / 2,
+    csqa=1 / 5,
+    socialiqa=1 / 3,
+    openbookqa=1 / 4,
+    boolq=1 / 2,
+    winogrande=1 / 2,
+)
+N_QUESTIONS = dict(
+    mmlu=3018 + 4705 + 3077 + 3242,
+    hellaswag=10042,
+    arc_challenge=1172,
+    arc_easy=2376,
+    piqa=1838,
+    csqa=1221,
+    socialiqa=1954,
+    openbookqa=500,
+    boolq=3270,
+    winogrande=1267,
+)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -52,9 +83,18 @@ def test_thirty_runs_with_their_metadata(olmo_ladder_ds):
     assert set(ds["role"].values) == {"ladder"}
     r = ds.sel(run="3B-1xC-rerun")
     assert (str(r["size"].values), str(r["length"].values), int(r["replicate"]), str(r["source"].values)) == (
-        "3B", "1xC", 1, "3B-1xC-rerun.csv")  # fmt: skip
+        "3B",
+        "1xC",
+        1,
+        "3B-1xC-rerun.csv",
+    )
     r = ds.sel(run="190M-0.5xC")
-    assert (str(r["size"].values), str(r["length"].values), float(r["multiplier"]), int(r["replicate"])) == ("190M", "0.5xC", 0.5, 0)
+    assert (str(r["size"].values), str(r["length"].values), float(r["multiplier"]), int(r["replicate"])) == (
+        "190M",
+        "0.5xC",
+        0.5,
+        0,
+    )
     reruns = [run for run in runs if run.endswith("-rerun")]
     assert ds["replicate"].sel(run=reruns).values.tolist() == [1] * 5
     assert set(ds["replicate"].drop_sel(run=reruns).values.tolist()) == {0}
@@ -76,7 +116,9 @@ def test_row_counts_steps_and_final_tokens_match_the_readme(olmo_ladder_ds, olmo
 
 def test_n_params_from_ladder_json(olmo_ladder_ds, olmo_data):
     models = json.loads((olmo_data / "ladder.json").read_text())["models"]
-    for run, size, n in zip(olmo_ladder_ds["run"].values, olmo_ladder_ds["size"].values, olmo_ladder_ds["n_params"].values):
+    for run, size, n in zip(
+        olmo_ladder_ds["run"].values, olmo_ladder_ds["size"].values, olmo_ladder_ds["n_params"].values
+    ):
         assert n == models[str(size)]["N"], run
     assert "input embedding" in olmo_ladder_ds.attrs["n_params_convention"]
 
@@ -89,7 +131,9 @@ def test_tokens_are_throughput_total_tokens_and_flops_6nd(olmo_ladder_ds, olmo_d
         expected = [float(row["throughput/total_tokens"]) for row in rows]
         np.testing.assert_array_equal(r["tokens"].values[: len(rows)], expected, err_msg=path.name)
         np.testing.assert_array_equal(r["step"].values[: len(rows)], [float(row["_step"]) for row in rows])
-        np.testing.assert_allclose(r["flops"].values[: len(rows)], 6 * float(r["n_params"]) * np.array(expected), rtol=1e-12)
+        np.testing.assert_allclose(
+            r["flops"].values[: len(rows)], 6 * float(r["n_params"]) * np.array(expected), rtol=1e-12
+        )
 
 
 @pytest.mark.parametrize("run, row", [("1B-5xC", 10), ("3B-1xC-rerun", -1), ("190M-0.5xC", 0)])
@@ -191,7 +235,8 @@ def test_target_logs_import_as_targets(olmo_data, tmp_path):
     # the metrics are read exactly as for a ladder file
     source = read_rows(olmo_data / "raw" / "3B-10xC.csv")[-1]
     assert float(ds["accuracy"].sel(run="7B-4T", task="hellaswag").values[0]) == float(
-        source["eval/downstream/hellaswag_val_rc_5shot_len_norm"])  # fmt: skip
+        source["eval/downstream/hellaswag_val_rc_5shot_len_norm"]
+    )
     assert set(ds["role"].sel(run=["190M-1xC", "370M-1xC"]).values) == {"ladder"}
 
 
@@ -231,7 +276,10 @@ def test_non_numeric_metric_names_line_and_column(olmo_data, tmp_path):
     rows[4]["eval/downstream_bpb/piqa_val_rc_5shot_bpb"] = "oops"
     (tmp_path / "runs").mkdir()
     write_csv(tmp_path / "runs" / "190M-1xC.csv", list(rows[0]), rows)
-    with pytest.raises(BayesLadderError, match=r"190M-1xC\.csv, line 6, column 'eval/downstream_bpb/piqa_val_rc_5shot_bpb': non-numeric"):
+    with pytest.raises(
+        BayesLadderError,
+        match=r"190M-1xC\.csv, line 6, column 'eval/downstream_bpb/piqa_val_rc_5shot_bpb': non-numeric",
+    ):
         olmo_ladder.import_dir(tmp_path / "runs")
 
 

@@ -34,8 +34,22 @@ def olmo_fit_file(olmo_ladder_ds, tmp_path_factory):
 @pytest.fixture(scope="session")
 def html_report(olmo_fit_file, olmo_ladder_nc, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.html"
-    result = runner.invoke(app, ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "--target", "3B-10xC,7B-4T",
-                                 "--variance-run", "1B-10xC", "-o", str(out)])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            "--fit",
+            str(olmo_fit_file),
+            "--data",
+            str(olmo_ladder_nc),
+            "--target",
+            "3B-10xC,7B-4T",
+            "--variance-run",
+            "1B-10xC",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -66,7 +80,9 @@ def test_report_html_is_self_contained_with_every_section_and_figure(html_report
 
 def test_report_markdown_writes_pngs_beside_it(olmo_fit_file, olmo_ladder_nc, tmp_path):
     out = tmp_path / "r.md"
-    result = runner.invoke(app, ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "--format", "md", "-o", str(out)])
+    result = runner.invoke(
+        app, ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "--format", "md", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     text = out.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
@@ -88,26 +104,42 @@ def test_report_markdown_writes_pngs_beside_it(olmo_fit_file, olmo_ladder_nc, tm
     ],
 )
 def test_report_bad_input_is_one_line(olmo_fit_file, olmo_ladder_nc, tmp_path, extra, fragment):
-    result = runner.invoke(app, ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "-o", str(tmp_path / "r.html"), *extra])
+    result = runner.invoke(
+        app,
+        ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "-o", str(tmp_path / "r.html"), *extra],
+    )
     assert result.exit_code == 1
     assert fragment in result.output and result.output.count("\n") == 1
     assert not (tmp_path / "r.html").exists()
 
 
 def test_report_refuses_a_fit_of_another_dataset(olmo_fit_file, tmp_path):
-    result = runner.invoke(app, ["report", "--fit", str(olmo_fit_file), "--data", str(datasets.micro_ladder()), "-o", str(tmp_path / "r.html")])
+    result = runner.invoke(
+        app,
+        ["report", "--fit", str(olmo_fit_file), "--data", str(datasets.micro_ladder()), "-o", str(tmp_path / "r.html")],
+    )
     assert result.exit_code == 1
     assert "different dataset" in result.output and result.output.count("\n") == 1
 
 
 def test_report_refuses_a_file_that_is_not_a_fit(olmo_ladder_nc, tmp_path):
-    result = runner.invoke(app, ["report", "--fit", str(olmo_ladder_nc), "--data", str(olmo_ladder_nc), "-o", str(tmp_path / "r.html")])
+    result = runner.invoke(
+        app, ["report", "--fit", str(olmo_ladder_nc), "--data", str(olmo_ladder_nc), "-o", str(tmp_path / "r.html")]
+    )
     assert result.exit_code == 1 and "not a bayesladder fit file" in result.output
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 # Appended to a copy of the report (the report itself has no script): records page errors and each image's decoded size.
 PROBE = """<script>
 window.__errors = [];
@@ -130,10 +162,19 @@ def test_report_loads_in_headless_chromium(html_report, tmp_path):
     probe_file = tmp_path / "probe.html"
     probe_file.write_text(page)
     done = subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
-         probe_file.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe_file.as_uri(),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     match = re.search(r"data-probe=\"([^\"]*)\"", done.stdout)
     assert match, f"the page did not finish loading: {done.stdout[:500]}"
@@ -160,10 +201,23 @@ def test_report_build_api_on_the_dataset_file(olmo_fit_file, olmo_ladder_ds, olm
 
 
 SUBSET_RECORDS = [
-    {"subset": name, "sizes": "370M,760M,1B", "lengths": "1xC,2xC", "n_runs": n, "flops": 1e21 * f, "flops_fraction": f,
-     "mae": mae, "coverage": 1.0, "mean_width": 0.1, "mean_crps": 0.01, "baseline_mae": 0.03, "max_rhat": 1.0, "n": 3}
+    {
+        "subset": name,
+        "sizes": "370M,760M,1B",
+        "lengths": "1xC,2xC",
+        "n_runs": n,
+        "flops": 1e21 * f,
+        "flops_fraction": f,
+        "mae": mae,
+        "coverage": 1.0,
+        "mean_width": 0.1,
+        "mean_crps": 0.01,
+        "baseline_mae": 0.03,
+        "max_rhat": 1.0,
+        "n": 3,
+    }
     for name, n, f, mae in (("full ladder", 12, 0.4, 0.02), ("drop largest size", 8, 0.13, 0.03))
-]  # fmt: skip
+]
 
 
 def test_report_adds_the_subsets_and_compare_sections(olmo_fit_file, olmo_ladder_nc, tmp_path):
@@ -172,11 +226,33 @@ def test_report_adds_the_subsets_and_compare_sections(olmo_fit_file, olmo_ladder
     subsets = tmp_path / "subsets.json"
     subsets.write_text(json.dumps(SUBSET_RECORDS))
     compare_file = tmp_path / "compare.json"
-    compare_file.write_text(json.dumps([dict.fromkeys(COLUMNS, 0.01) | {"design": d, "rank": i + 1, "n": 6, "description": d,
-                                        "elpd_loo": None} for i, d in enumerate(("two-step", "baseline"))]))  # fmt: skip
+    compare_file.write_text(
+        json.dumps(
+            [
+                dict.fromkeys(COLUMNS, 0.01) | {"design": d, "rank": i + 1, "n": 6, "description": d, "elpd_loo": None}
+                for i, d in enumerate(("two-step", "baseline"))
+            ]
+        )
+    )
     out = tmp_path / "r.html"
-    result = runner.invoke(app, ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "--target", "3B-10xC",
-                                 "--subsets", str(subsets), "--compare", str(compare_file), "-o", str(out)])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            "--fit",
+            str(olmo_fit_file),
+            "--data",
+            str(olmo_ladder_nc),
+            "--target",
+            "3B-10xC",
+            "--subsets",
+            str(subsets),
+            "--compare",
+            str(compare_file),
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     page = out.read_text()
     assert '<section id="subsets">' in page and "drop largest size" in page
@@ -184,12 +260,26 @@ def test_report_adds_the_subsets_and_compare_sections(olmo_fit_file, olmo_ladder
     assert len(_images(page)) == N_FIGURES + 1
 
 
-@pytest.mark.parametrize("content, fragment", [("not json", "not a readable JSON file"), ("[]", "non-empty JSON list"),
-                                               ('[{"subset": "x"}]', "lacks column(s)")])  # fmt: skip
+@pytest.mark.parametrize(
+    "content, fragment",
+    [("not json", "not a readable JSON file"), ("[]", "non-empty JSON list"), ('[{"subset": "x"}]', "lacks column(s)")],
+)
 def test_report_bad_subsets_file_is_one_line(olmo_fit_file, olmo_ladder_nc, tmp_path, content, fragment):
     subsets = tmp_path / "subsets.json"
     subsets.write_text(content)
-    result = runner.invoke(app, ["report", "--fit", str(olmo_fit_file), "--data", str(olmo_ladder_nc), "--subsets", str(subsets),
-                                 "-o", str(tmp_path / "r.html")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            "--fit",
+            str(olmo_fit_file),
+            "--data",
+            str(olmo_ladder_nc),
+            "--subsets",
+            str(subsets),
+            "-o",
+            str(tmp_path / "r.html"),
+        ],
+    )
     assert result.exit_code == 1
     assert fragment in result.output and result.output.count("\n") == 1

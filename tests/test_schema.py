@@ -13,9 +13,29 @@ from bayesladder.errors import BayesLadderError
 def small_dataset(**overrides) -> xr.Dataset:
     """2 runs x 3 checkpoints (the second run has only 2) x 2 tasks, built through the schema."""
     runs = [
-        dict(name="a-1xC", size="a", length="1xC", multiplier=1, replicate=0, n_params=1e8, role="ladder", source="x.csv", schedule="cosine"),
-        dict(name="b-2xC", size="b", length="2xC", multiplier=2, replicate=1, n_params=3e8, role="target", source="y.csv", schedule=""),
-    ]  # fmt: skip
+        dict(
+            name="a-1xC",
+            size="a",
+            length="1xC",
+            multiplier=1,
+            replicate=0,
+            n_params=1e8,
+            role="ladder",
+            source="x.csv",
+            schedule="cosine",
+        ),
+        dict(
+            name="b-2xC",
+            size="b",
+            length="2xC",
+            multiplier=2,
+            replicate=1,
+            n_params=3e8,
+            role="target",
+            source="y.csv",
+            schedule="",
+        ),
+    ]
     tasks = [dict(name="alpha", n_questions=100, chance=0.25, source_key="alpha_src"), dict(name="beta")]
     tokens = np.array([[1e9, 2e9, 4e9], [3e9, 6e9, np.nan]])
     loss = np.arange(12, dtype=float).reshape(2, 3, 2) / 10 + 0.5
@@ -50,17 +70,29 @@ def test_the_olmo_dataset_is_valid(olmo_ladder_ds):
         ("missing variable", lambda ds: ds.drop_vars("flops"), "variable 'flops' is missing"),
         ("wrong dims", lambda ds: ds.assign(n_params=("task", [1.0, 2.0])), "variable 'n_params' has dims"),
         ("wrong dtype", lambda ds: ds.assign(size=("run", [1.0, 2.0])), "variable 'size' has dtype"),
-        ("non-positive n_params", lambda ds: ds.assign(n_params=("run", [1e8, 0.0])), "run 'b-2xC': n_params must be a positive"),
+        (
+            "non-positive n_params",
+            lambda ds: ds.assign(n_params=("run", [1e8, 0.0])),
+            "run 'b-2xC': n_params must be a positive",
+        ),
         ("decreasing tokens", lambda ds: _set(ds, "tokens", (0, 2), 1.5e9), "run 'a-1xC': tokens must not decrease"),
         ("non-positive tokens", lambda ds: _set(ds, "tokens", (0, 0), -1.0), "run 'a-1xC': tokens must be positive"),
-        ("gap in checkpoints", lambda ds: _set(ds, "tokens", (0, 1), np.nan), "run 'a-1xC': checkpoints must be packed"),
+        (
+            "gap in checkpoints",
+            lambda ds: _set(ds, "tokens", (0, 1), np.nan),
+            "run 'a-1xC': checkpoints must be packed",
+        ),
         ("accuracy above 1", lambda ds: _set(ds, "accuracy", (0, 0, 0), 1.2), "accuracy must lie in [0, 1]"),
         ("accuracy below 0", lambda ds: _set(ds, "accuracy", (1, 1, 1), -0.1), "accuracy must lie in [0, 1]"),
         ("negative task loss", lambda ds: _set(ds, "task_loss", (0, 0, 0), -0.1), "task_loss must be non-negative"),
         ("unknown role", lambda ds: ds.assign(role=("run", ["ladder", "teacher"])), "unknown role(s) ['teacher']"),
         ("duplicate run names", lambda ds: ds.assign_coords(run=["a-1xC", "a-1xC"]), "duplicate run names: a-1xC"),
         ("bad chance", lambda ds: ds.assign(chance=("task", [1.5, np.nan])), "task 'alpha': chance must lie strictly"),
-        ("no checkpoint", lambda ds: _set(ds, "tokens", (1, slice(None)), np.nan), "run 'b-2xC' has no evaluated checkpoint"),
+        (
+            "no checkpoint",
+            lambda ds: _set(ds, "tokens", (1, slice(None)), np.nan),
+            "run 'b-2xC' has no evaluated checkpoint",
+        ),
     ],
 )
 def test_each_broken_variant_is_reported(name, break_it, expected):
@@ -81,8 +113,14 @@ def test_validate_returns_every_problem_at_once():
     ds = _set(ds, "accuracy", (0, 0, 0), 1.2)
     ds = ds.assign_coords(task=["alpha", "alpha"])
     problems = schema.validate(ds)
-    for expected in ("variable 'flops' is missing", "n_params must be a positive", "unknown role(s)",
-                     "tokens must not decrease", "accuracy must lie in [0, 1]", "duplicate task names"):  # fmt: skip
+    for expected in (
+        "variable 'flops' is missing",
+        "n_params must be a positive",
+        "unknown role(s)",
+        "tokens must not decrease",
+        "accuracy must lie in [0, 1]",
+        "duplicate task names",
+    ):
         assert any(expected in p for p in problems), (expected, problems)
     assert len(problems) == 6
 

@@ -18,7 +18,7 @@ runner = CliRunner()
 def test_subsets_of_the_paper_ladder(olmo_ladder_ds):
     config = FitConfig(tasks=("hellaswag",), selection=PRESETS["paper"])
     subsets = {s.name: s for s in ladder_subsets(olmo_ladder_ds, config, ["3B"])}
-    assert list(subsets)[0] == "full ladder"
+    assert next(iter(subsets)) == "full ladder"
     assert subsets["full ladder"].sizes == ("190M", "370M", "760M", "1B")
     assert subsets["full ladder"].lengths == ("1xC", "2xC", "5xC", "10xC")
     assert subsets["drop largest size"].sizes == ("190M", "370M", "760M")
@@ -29,7 +29,9 @@ def test_subsets_of_the_paper_ladder(olmo_ladder_ds):
 
 
 def test_subsets_skip_ladders_with_one_size_or_length(olmo_ladder_ds):
-    config = FitConfig(tasks=("hellaswag",), selection=LadderSelection(sizes=("760M", "1B"), lengths=("1xC", "2xC", "5xC")))
+    config = FitConfig(
+        tasks=("hellaswag",), selection=LadderSelection(sizes=("760M", "1B"), lengths=("1xC", "2xC", "5xC"))
+    )
     names = [s.name for s in ladder_subsets(olmo_ladder_ds, config, ["3B"])]
     assert names == ["full ladder", "drop longest length"]
 
@@ -59,13 +61,41 @@ def test_backtest_subsets_bad_input_is_one_line(olmo_ladder_nc, args, fragment):
 def test_backtest_subsets_json_and_figure(olmo_ladder_nc, tmp_path):
     """5 tiny refits (1 task, 1 chain x 50 draws): about 2 minutes."""
     figure = tmp_path / "subsets.png"
-    result = runner.invoke(app, ["backtest", "--data", str(olmo_ladder_nc), "--sizes", "370M,760M,1B", "--lengths", "1xC,2xC,5xC",
-                                 "--holdout-size", "3B", "--tasks", "hellaswag", "--chains", "1", "--draws", "50", "--tune", "50",
-                                 "--subsets", "--figure", str(figure), "--json"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "backtest",
+            "--data",
+            str(olmo_ladder_nc),
+            "--sizes",
+            "370M,760M,1B",
+            "--lengths",
+            "1xC,2xC,5xC",
+            "--holdout-size",
+            "3B",
+            "--tasks",
+            "hellaswag",
+            "--chains",
+            "1",
+            "--draws",
+            "50",
+            "--tune",
+            "50",
+            "--subsets",
+            "--figure",
+            str(figure),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
-    assert [r["subset"] for r in records] == ["full ladder", "drop largest size", "drop smallest size", "drop longest length",
-                                              "drop largest size and longest length"]  # fmt: skip
+    assert [r["subset"] for r in records] == [
+        "full ladder",
+        "drop largest size",
+        "drop smallest size",
+        "drop longest length",
+        "drop largest size and longest length",
+    ]
     assert all(list(r) == COLUMNS for r in records)
     full = records[0]
     assert full["n_runs"] == 12 and full["n"] == 3  # 9 runs + 3 reruns of 1xC; 3 held-out 3B runs x 1 task

@@ -42,7 +42,7 @@ seq_len = 32
 sizes = ["a", "b"]
 multipliers = [0.5, 1]
 [train]
-schedule = "{extra.get('schedule', 'wsd')}"
+schedule = "{extra.get("schedule", "wsd")}"
 dtype = "fp32"
 min_warmup_steps = 2
 [corpus]
@@ -65,7 +65,7 @@ kind = "cloze"
 n_questions = 6
 context_bytes = 16
 [sizes.a]
-d_model = {extra.get('width', 8)}
+d_model = {extra.get("width", 8)}
 n_layers = 1
 n_heads = 2
 mlp_hidden = 16
@@ -128,7 +128,11 @@ def test_olmo_paper_spec_matches_ladder_json():
         assert math.isclose(spec.peak_lr(size, s), ref[name]["learning_rate_peak"], rel_tol=1e-12)
         arch = ref[name]["architecture"]
         assert (size.d_model, size.n_layers, size.n_heads, 2 * size.mlp_hidden) == (
-            arch["d_model"], arch["n_layers"], arch["n_heads"], arch["mlp_hidden_size"])
+            arch["d_model"],
+            arch["n_layers"],
+            arch["n_heads"],
+            arch["mlp_hidden_size"],
+        )
 
 
 def test_olmo_paper_190m_builds_and_takes_one_optimizer_step_on_cpu():
@@ -152,7 +156,9 @@ def test_olmo_paper_190m_builds_and_takes_one_optimizer_step_on_cpu():
 def test_unknown_key_lists_the_valid_ones(tiny_spec):
     raw = tomllib.loads(tiny_spec.read_text())
     raw["train"]["learning_rate"] = 1
-    with pytest.raises(BayesLadderError, match=r"unknown key\(s\) learning_rate in \[train\]; valid keys: beta1, beta2"):
+    with pytest.raises(
+        BayesLadderError, match=r"unknown key\(s\) learning_rate in \[train\]; valid keys: beta1, beta2"
+    ):
         spec.parse(raw)
 
 
@@ -236,7 +242,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_sp
 
 def test_train_all_writes_a_valid_dataset_and_loadable_checkpoints(tmp_path, tiny_spec):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["train", "--ladder", str(tiny_spec), "--all", "--out", str(out), "--no-progress", "--threads", "1"])
+    result = CliRunner().invoke(
+        app, ["train", "--ladder", str(tiny_spec), "--all", "--out", str(out), "--no-progress", "--threads", "1"]
+    )
     assert result.exit_code == 0, result.output
     ds = schema.read(out / "ladder.nc")
     assert sorted(map(str, ds["run"].values)) == ["a-0.5xC", "a-1xC", "b-0.5xC", "b-0.75xC", "b-1xC"]
@@ -267,8 +275,10 @@ def test_unknown_size_in_rung_is_one_line_and_leaves_no_output(tmp_path, tiny_sp
 
 def test_missing_corpus_is_one_line_and_leaves_no_output(tmp_path, tiny_spec):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["train", "--ladder", str(tiny_spec), "--all", "--out", str(out),
-                                      "--corpus", str(tmp_path / "missing.txt")])
+    result = CliRunner().invoke(
+        app,
+        ["train", "--ladder", str(tiny_spec), "--all", "--out", str(out), "--corpus", str(tmp_path / "missing.txt")],
+    )
     assert "does not exist" in _one_line_error(result)
     assert not out.exists()
 
@@ -303,8 +313,23 @@ def test_ddp_under_torchrun_matches_a_single_process(tmp_path, tiny_spec):
     exe = shutil.which("bayesladder") or f"{sys.executable} -m bayesladder.cli"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["train", "--ladder", str(tiny_spec), "--rung", "a-1xC", "--no-progress", "--threads", "1"]
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", exe, *args,
-                    "--out", str(tmp_path / "ddp")], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            exe,
+            *args,
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     assert CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")]).exit_code == 0
     a, b = _final_weights(tmp_path / "ddp", "a-1xC"), _final_weights(tmp_path / "one", "a-1xC")
     for key in a:

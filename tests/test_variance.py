@@ -15,7 +15,9 @@ runner = CliRunner()
 
 
 def test_variance_json_on_the_olmo_ladder(olmo_ladder_nc, olmo_ladder_ds):
-    result = runner.invoke(app, ["variance", "--data", str(olmo_ladder_nc), "--run", "1B-10xC", "--last", "10", "--json"])
+    result = runner.invoke(
+        app, ["variance", "--data", str(olmo_ladder_nc), "--run", "1B-10xC", "--last", "10", "--json"]
+    )
     assert result.exit_code == 0, result.output
     records = json.loads(result.output)
     assert len(records) == olmo_ladder_ds.sizes["task"]
@@ -55,16 +57,22 @@ def test_variance_bad_input_is_one_line(olmo_ladder_nc, args, fragment):
 
 
 def test_variance_relates_to_backtest_errors(olmo_ladder_nc, tmp_path):
-    rows = [{"run": "3B-10xC", "task": "boolq", "actual_acc": 0.70, "acc_median": 0.66, "acc_q05": 0.6, "acc_q95": 0.7},
-            {"run": "3B-5xC", "task": "boolq", "actual_acc": 0.68, "acc_median": 0.70, "acc_q05": 0.6, "acc_q95": 0.7}]  # fmt: skip
+    rows = [
+        {"run": "3B-10xC", "task": "boolq", "actual_acc": 0.70, "acc_median": 0.66, "acc_q05": 0.6, "acc_q95": 0.7},
+        {"run": "3B-5xC", "task": "boolq", "actual_acc": 0.68, "acc_median": 0.70, "acc_q05": 0.6, "acc_q95": 0.7},
+    ]
     backtest = tmp_path / "backtest.json"
     backtest.write_text(json.dumps(rows))
-    result = runner.invoke(app, ["variance", "--data", str(olmo_ladder_nc), "--run", "1B-10xC", "--backtest", str(backtest), "--json"])
+    result = runner.invoke(
+        app, ["variance", "--data", str(olmo_ladder_nc), "--run", "1B-10xC", "--backtest", str(backtest), "--json"]
+    )
     assert result.exit_code == 0, result.output
     by_task = {r["task"]: r for r in json.loads(result.output)}
     assert by_task["boolq"]["abs_error"] == pytest.approx(0.03)
     assert by_task["boolq"]["error_over_sd"] == pytest.approx(0.03 / by_task["boolq"]["acc_sd"])
     assert by_task["mmlu"]["abs_error"] is None  # no backtest row for it
     backtest.write_text(json.dumps([{"task": "boolq"}]))
-    result = runner.invoke(app, ["variance", "--data", str(olmo_ladder_nc), "--run", "1B-10xC", "--backtest", str(backtest)])
+    result = runner.invoke(
+        app, ["variance", "--data", str(olmo_ladder_nc), "--run", "1B-10xC", "--backtest", str(backtest)]
+    )
     assert result.exit_code == 1 and "lacks column(s) acc_median, actual_acc" in result.output

@@ -59,10 +59,17 @@ DESCRIPTIONS = {
 def build_flops_model(data: ModelData, priors=None) -> pm.Model:
     """Step 1 through compute only: l = E + A exp(-alpha z), z = ln(C / C_ref) = x + y; step 2 as the package's."""
     p_all = merge(priors)
-    coords = {"task": data.tasks, "size": data.sizes, "loss_point": np.arange(len(data.s1_loss)),
-              "acc_point": np.arange(len(data.s2_acc))}  # fmt: skip
+    coords = {
+        "task": data.tasks,
+        "size": data.sizes,
+        "loss_point": np.arange(len(data.s1_loss)),
+        "acc_point": np.arange(len(data.s2_acc)),
+    }
     with pm.Model(coords=coords) as model:
-        p = {n: p_all[n].create(n) for n in ("centre_loss", "slope_n", "log_alpha_mu", "log_alpha_sigma", "loss_noise", "loss_size_scale")}
+        p = {
+            n: p_all[n].create(n)
+            for n in ("centre_loss", "slope_n", "log_alpha_mu", "log_alpha_sigma", "loss_noise", "loss_size_scale")
+        }
         alpha = pm.Deterministic(
             "alpha", pt.exp(p["log_alpha_mu"] + p["log_alpha_sigma"] * pm.Normal("alpha_z", dims="task")), dims="task"
         )
@@ -70,19 +77,30 @@ def build_flops_model(data: ModelData, priors=None) -> pm.Model:
         pm.Potential("irreducible_prior", p_all["irreducible"].logp(remainder).sum())
         E = pm.Deterministic("E_rel", pt.softplus(E_SHARPNESS * remainder) / E_SHARPNESS, dims="task")
         size_effect = pm.Deterministic(
-            "loss_size_effect", p["loss_size_scale"] * pm.Normal("loss_size_z", dims=("size", "task")), dims=("size", "task")
+            "loss_size_effect",
+            p["loss_size_scale"] * pm.Normal("loss_size_z", dims=("size", "task")),
+            dims=("size", "task"),
         )
         t1 = data.s1_task
         curve = E[t1] + p["slope_n"][t1] / alpha[t1] * pt.exp(-alpha[t1] * (data.s1_x + data.s1_y))
-        pm.StudentT("log_loss", nu=LOSS_NU, mu=pt.log(data.loss_scale[t1] * curve) + size_effect[data.s1_size, t1],
-                    sigma=p["loss_noise"][t1], observed=np.log(data.s1_loss), dims="loss_point")  # fmt: skip
+        pm.StudentT(
+            "log_loss",
+            nu=LOSS_NU,
+            mu=pt.log(data.loss_scale[t1] * curve) + size_effect[data.s1_size, t1],
+            sigma=p["loss_noise"][t1],
+            observed=np.log(data.s1_loss),
+            dims="loss_point",
+        )
         _step2(data, p_all)
     return model
 
 
 def _step2(data: ModelData, p_all) -> None:
     """The package's step 2, verbatim in structure (see bayes.model)."""
-    p = {n: p_all[n].create(n) for n in ("floor_offset", "ceiling_gap", "log_k_mu", "log_k_sigma", "midpoint", "acc_jitter", "acc_size_scale")}
+    p = {
+        n: p_all[n].create(n)
+        for n in ("floor_offset", "ceiling_gap", "log_k_mu", "log_k_sigma", "midpoint", "acc_jitter", "acc_size_scale")
+    }
     k = pm.Deterministic("k", pt.exp(pm.Normal("log_k", p["log_k_mu"], p["log_k_sigma"], dims="task")), dims="task")
     size_effect = pm.Normal("acc_size_effect", 0.0, p["acc_size_scale"], dims=("size", "task"))
     logit_chance = np.log(data.chance / (1 - data.chance))
@@ -90,7 +108,9 @@ def _step2(data: ModelData, p_all) -> None:
     ceiling = pm.Deterministic("ceiling", 1 - p["ceiling_gap"], dims="task")
     t2 = data.s2_task
     u = (data.s2_loss - data.step2_center[t2]) / data.step2_spread[t2]
-    acc = accuracy_curve(u, floor[t2], ceiling[t2], k[t2], p["midpoint"][t2], size_effect[data.s2_size, t2], pm.math.sigmoid)
+    acc = accuracy_curve(
+        u, floor[t2], ceiling[t2], k[t2], p["midpoint"][t2], size_effect[data.s2_size, t2], pm.math.sigmoid
+    )
     sd = pt.sqrt(acc * (1 - acc) / data.n_questions[t2] + p["acc_jitter"][t2] ** 2)
     pm.Normal("accuracy", mu=acc, sigma=sd, observed=data.s2_acc, dims="acc_point")
 
@@ -131,24 +151,47 @@ def prepare_single_step(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> Si
             out["task"].append(np.full(n_blocks, t))
             out["size"].append(np.full(n_blocks, size))
     joined = {k: np.concatenate(v) for k, v in out.items()}
-    return SingleStepData(tasks=list(tasks), sizes=base.sizes, chance=base.chance, n_questions=base.n_questions,
-                          log_n_ref=base.log_n_ref, log_d_ref=base.log_d_ref, **joined)  # fmt: skip
+    return SingleStepData(
+        tasks=list(tasks),
+        sizes=base.sizes,
+        chance=base.chance,
+        n_questions=base.n_questions,
+        log_n_ref=base.log_n_ref,
+        log_d_ref=base.log_d_ref,
+        **joined,
+    )
 
 
 def build_single_step_model(data: SingleStepData) -> pm.Model:
     coords = {"task": data.tasks, "size": data.sizes, "acc_point": np.arange(len(data.acc))}
     logit_chance = np.log(data.chance / (1 - data.chance))
     with pm.Model(coords=coords) as model:
-        alpha = pm.Deterministic("alpha", pt.exp(pm.Normal("log_alpha_mu", -1.2, 0.5) + pm.LogNormal("log_alpha_sigma", -2.3, 0.3)
-                                                 * pm.Normal("alpha_z", dims="task")), dims="task")  # fmt: skip
-        beta = pm.Deterministic("beta", pt.exp(pm.Normal("log_beta_mu", -1.2, 0.5) + pm.LogNormal("log_beta_sigma", -2.3, 0.3)
-                                               * pm.Normal("beta_z", dims="task")), dims="task")  # fmt: skip
+        alpha = pm.Deterministic(
+            "alpha",
+            pt.exp(
+                pm.Normal("log_alpha_mu", -1.2, 0.5)
+                + pm.LogNormal("log_alpha_sigma", -2.3, 0.3) * pm.Normal("alpha_z", dims="task")
+            ),
+            dims="task",
+        )
+        beta = pm.Deterministic(
+            "beta",
+            pt.exp(
+                pm.Normal("log_beta_mu", -1.2, 0.5)
+                + pm.LogNormal("log_beta_sigma", -2.3, 0.3) * pm.Normal("beta_z", dims="task")
+            ),
+            dims="task",
+        )
         a = pm.LogNormal("a", 0.0, 1.0, dims="task")
         b = pm.LogNormal("b", 0.0, 1.0, dims="task")
         m = pm.Normal("m", 0.0, 2.0, dims="task")
-        floor = pm.Deterministic("floor", pm.math.sigmoid(logit_chance + pm.Normal("floor_offset", 0.0, 0.5, dims="task")), dims="task")
+        floor = pm.Deterministic(
+            "floor", pm.math.sigmoid(logit_chance + pm.Normal("floor_offset", 0.0, 0.5, dims="task")), dims="task"
+        )
         ceiling = pm.Deterministic("ceiling", 1 - pm.HalfNormal("ceiling_gap", 0.02, dims="task"), dims="task")
-        size_effect = pm.Normal("acc_size_effect", 0.0, pm.LogNormal("acc_size_scale", -3.0, 0.5), dims=("size", "task"))
+        size_effect = pm.Normal(
+            "acc_size_effect", 0.0, pm.LogNormal("acc_size_scale", -3.0, 0.5), dims=("size", "task")
+        )
         jitter = pm.HalfNormal("acc_jitter", 0.02, dims="task")
         t = data.task
         logit = m[t] - a[t] * pt.exp(-alpha[t] * data.x) - b[t] * pt.exp(-beta[t] * data.y) + size_effect[data.size, t]
@@ -162,8 +205,17 @@ def _sample(model: pm.Model, config: FitConfig) -> xr.Dataset:
     import nutpie
 
     compiled = nutpie.compile_pymc_model(model)
-    tree = nutpie.sample(compiled, chains=config.chains, draws=config.draws, tune=config.tune, cores=available_cores(),
-                         seed=config.seed, progress_bar=False, save_warmup=False, target_accept=0.9)  # fmt: skip
+    tree = nutpie.sample(
+        compiled,
+        chains=config.chains,
+        draws=config.draws,
+        tune=config.tune,
+        cores=available_cores(),
+        seed=config.seed,
+        progress_bar=False,
+        save_warmup=False,
+        target_accept=0.9,
+    )
     return tree["posterior"].to_dataset()
 
 
@@ -188,7 +240,15 @@ def predict_flops(post, data: ModelData, n_params, tokens, size, seed=0):
     expected = data.loss_scale * curve * np.exp(loss_effect)
     acc_effect = _fresh_or_known(post, "acc_size_effect", "acc_size_scale", size, rng, alpha.shape)
     u = (expected - data.step2_center) / data.step2_spread
-    acc = accuracy_curve(u, _stacked(post, "floor"), _stacked(post, "ceiling"), _stacked(post, "k"), _stacked(post, "midpoint"), acc_effect, expit)
+    acc = accuracy_curve(
+        u,
+        _stacked(post, "floor"),
+        _stacked(post, "ceiling"),
+        _stacked(post, "k"),
+        _stacked(post, "midpoint"),
+        acc_effect,
+        expit,
+    )
     return np.clip(acc + _stacked(post, "acc_jitter") * rng.standard_normal(acc.shape), 0, 1)
 
 
@@ -197,7 +257,12 @@ def predict_single_step(post, data: SingleStepData, n_params, tokens, size, seed
     x, y = math.log(n_params) - data.log_n_ref, math.log(tokens) - data.log_d_ref
     a = _stacked(post, "a")
     effect = _fresh_or_known(post, "acc_size_effect", "acc_size_scale", size, rng, a.shape)
-    logit = _stacked(post, "m") - a * np.exp(-_stacked(post, "alpha") * x) - _stacked(post, "b") * np.exp(-_stacked(post, "beta") * y) + effect
+    logit = (
+        _stacked(post, "m")
+        - a * np.exp(-_stacked(post, "alpha") * x)
+        - _stacked(post, "b") * np.exp(-_stacked(post, "beta") * y)
+        + effect
+    )
     floor, ceiling = _stacked(post, "floor"), _stacked(post, "ceiling")
     acc = floor + (ceiling - floor) * expit(logit)
     return np.clip(acc + _stacked(post, "acc_jitter") * rng.standard_normal(acc.shape), 0, 1)
@@ -216,12 +281,17 @@ def flops_elpd(post, data: ModelData) -> float:
     ll1 = stats.t.logpdf(np.log(data.s1_loss), LOSS_NU, loc=mu, scale=at("loss_noise", t1))
     t2, s2 = data.s2_task, data.s2_size
     u = (data.s2_loss - data.step2_center[t2]) / data.step2_spread[t2]
-    acc = accuracy_curve(u, at("floor", t2), at("ceiling", t2), at("k", t2), at("midpoint", t2), at("acc_size_effect", t2, s2), expit)
+    acc = accuracy_curve(
+        u, at("floor", t2), at("ceiling", t2), at("k", t2), at("midpoint", t2), at("acc_size_effect", t2, s2), expit
+    )
     sd = np.sqrt(acc * (1 - acc) / data.n_questions[t2] + at("acc_jitter", t2) ** 2)
     ll2 = stats.norm.logpdf(data.s2_acc, loc=acc, scale=sd)
-    tree = xr.DataTree.from_dict({
-        "posterior": post, "log_likelihood": xr.Dataset({"obs": (("chain", "draw", "point"), np.concatenate([ll1, ll2], axis=-1))}),
-    })  # fmt: skip
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": post,
+            "log_likelihood": xr.Dataset({"obs": (("chain", "draw", "point"), np.concatenate([ll1, ll2], axis=-1))}),
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(az.loo(tree).elpd)
@@ -238,7 +308,9 @@ def swap_intermediate(ds: xr.Dataset, valset: str) -> xr.Dataset:
     out = ds.copy()
     val = ds["val_loss"].sel(valset=valset, drop=True)
     out["task_loss"] = val.expand_dims(task=ds["task"].values).transpose("run", "checkpoint", "task").copy()
-    out["task_loss"].attrs.update(long_name=f"validation loss on {valset} (in place of the task loss)", units="nats/token")
+    out["task_loss"].attrs.update(
+        long_name=f"validation loss on {valset} (in place of the task loss)", units="nats/token"
+    )
     return out
 
 
@@ -254,7 +326,9 @@ def compare(
         swapped = swap_intermediate(ds, valset)  # bad input fails before any fit
     if config.selection.sizes is None:
         ladder_sizes = dict.fromkeys(map(str, ds["size"].values[(ds["role"] == "ladder").values]))
-        config = replace(config, selection=replace(config.selection, sizes=tuple(s for s in ladder_sizes if s not in holdout_sizes)))
+        config = replace(
+            config, selection=replace(config.selection, sizes=tuple(s for s in ladder_sizes if s not in holdout_sizes))
+        )
     targets = holdout_runs(ds, config, holdout_sizes)
     runs = select_runs(ds, config.selection)
     tasks = list(config.tasks)
@@ -268,15 +342,36 @@ def compare(
             for i, task in enumerate(tasks):
                 a = float(actual.loc[task, "accuracy"])
                 lo, med, hi = np.quantile(acc[:, i], [0.05, 0.5, 0.95])
-                rows.append(dict(design=design, run=run, task=task, actual_acc=a, acc_median=med, acc_q05=lo, acc_q95=hi,
-                                 error=med - a, covered=bool(lo <= a <= hi), crps=crps(acc[:, i], a)))  # fmt: skip
+                rows.append(
+                    dict(
+                        design=design,
+                        run=run,
+                        task=task,
+                        actual_acc=a,
+                        acc_median=med,
+                        acc_q05=lo,
+                        acc_q95=hi,
+                        error=med - a,
+                        covered=bool(lo <= a <= hi),
+                        crps=crps(acc[:, i], a),
+                    )
+                )
     table = pd.DataFrame.from_records(rows)
     ranking = []
     for design, group in table.groupby("design", sort=False):
-        ranking.append(dict(design=design, mae=float(group["error"].abs().mean()), coverage=float(group["covered"].mean()),
-                            mean_width=float((group["acc_q95"] - group["acc_q05"]).mean()), mean_crps=float(group["crps"].mean()),
-                            elpd_loo=elpd.get(design, float("nan")), max_rhat=rhat.get(design, float("nan")), n=len(group),
-                            description=DESCRIPTIONS[design]))  # fmt: skip
+        ranking.append(
+            dict(
+                design=design,
+                mae=float(group["error"].abs().mean()),
+                coverage=float(group["covered"].mean()),
+                mean_width=float((group["acc_q95"] - group["acc_q05"]).mean()),
+                mean_crps=float(group["crps"].mean()),
+                elpd_loo=elpd.get(design, float("nan")),
+                max_rhat=rhat.get(design, float("nan")),
+                n=len(group),
+                description=DESCRIPTIONS[design],
+            )
+        )
     ranking = pd.DataFrame.from_records(ranking).sort_values(["mae", "mean_crps"]).reset_index(drop=True)
     ranking.insert(1, "rank", np.arange(1, len(ranking) + 1))
     return ranking[COLUMNS], table

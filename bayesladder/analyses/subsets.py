@@ -25,8 +25,21 @@ from bayesladder.bayes.fit import FitConfig, fit
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import select_runs
 
-COLUMNS = ["subset", "sizes", "lengths", "n_runs", "flops", "flops_fraction", "mae", "coverage", "mean_width",
-           "mean_crps", "baseline_mae", "max_rhat", "n"]  # fmt: skip
+COLUMNS = [
+    "subset",
+    "sizes",
+    "lengths",
+    "n_runs",
+    "flops",
+    "flops_fraction",
+    "mae",
+    "coverage",
+    "mean_width",
+    "mean_crps",
+    "baseline_mae",
+    "max_rhat",
+    "n",
+]
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,9 @@ class Subset:
 def ladder_subsets(ds: xr.Dataset, config: FitConfig, holdout_sizes: list[str]) -> list[Subset]:
     """The subsets of the backtest's ladder, full ladder first (see the module docstring)."""
     ladder = ds.sel(run=ds["run"].values[(ds["role"] == "ladder").values])
-    sizes = list(config.selection.sizes or dict.fromkeys(s for s in map(str, ladder["size"].values) if s not in holdout_sizes))
+    sizes = list(
+        config.selection.sizes or dict.fromkeys(s for s in map(str, ladder["size"].values) if s not in holdout_sizes)
+    )
     lengths = list(config.selection.lengths or dict.fromkeys(map(str, ladder["length"].values)))
     sizes.sort(key=lambda s: float(ladder["n_params"].values[(ladder["size"] == s).values][0]))
     lengths.sort(key=lambda v: float(ladder["multiplier"].values[(ladder["length"] == v).values][0]))
@@ -99,12 +114,23 @@ def run_subsets(
         table = score(fitted, ds, targets, seed=config.seed)
         overall = summarise(table).iloc[-1]
         flops = run_flops(ds, runs)
-        rows.append(dict(
-            subset=subset.name, sizes=",".join(subset.sizes), lengths=",".join(subset.lengths), n_runs=len(runs),
-            flops=flops, flops_fraction=flops / target_flops, mae=overall["mae"], coverage=overall["coverage"],
-            mean_width=overall["mean_width"], mean_crps=overall["mean_crps"], baseline_mae=overall["baseline_mae"],
-            max_rhat=max_rhat(fitted.posterior), n=int(overall["n"]),
-        ))  # fmt: skip
+        rows.append(
+            dict(
+                subset=subset.name,
+                sizes=",".join(subset.sizes),
+                lengths=",".join(subset.lengths),
+                n_runs=len(runs),
+                flops=flops,
+                flops_fraction=flops / target_flops,
+                mae=overall["mae"],
+                coverage=overall["coverage"],
+                mean_width=overall["mean_width"],
+                mean_crps=overall["mean_crps"],
+                baseline_mae=overall["baseline_mae"],
+                max_rhat=max_rhat(fitted.posterior),
+                n=int(overall["n"]),
+            )
+        )
         tables.append(table.assign(subset=subset.name))
     return pd.DataFrame.from_records(rows, columns=COLUMNS), pd.concat(tables, ignore_index=True)
 
@@ -112,10 +138,9 @@ def run_subsets(
 def figure(summary: pd.DataFrame) -> bytes:
     """MAE (Bayesian median and baseline) and mean 90% interval width against ladder compute."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
 
     from bayesladder.report.figures import png
-
-    from matplotlib.ticker import PercentFormatter
 
     fig, ax = plt.subplots(figsize=(9, 4.8))
     order = summary.reset_index(drop=True)
@@ -125,7 +150,13 @@ def figure(summary: pd.DataFrame) -> bytes:
     ax.plot(x, by_compute["baseline_mae"], "x--", color="k", label="MAE of the baseline")
     ax.plot(x, by_compute["mean_width"], "s:", color="tab:orange", label="mean 90% interval width")
     for number, row in order.iterrows():
-        ax.annotate(str(number + 1), (row["flops_fraction"], row["mae"]), fontsize=8, xytext=(3, -11), textcoords="offset points")
+        ax.annotate(
+            str(number + 1),
+            (row["flops_fraction"], row["mae"]),
+            fontsize=8,
+            xytext=(3, -11),
+            textcoords="offset points",
+        )
     key = "\n".join(f"{i + 1}: {row['subset']} (coverage {row['coverage']:.0%})" for i, row in order.iterrows())
     ax.text(1.02, 0.0, key, transform=ax.transAxes, fontsize=8, va="bottom")
     ax.set_xscale("log")

@@ -28,7 +28,9 @@ def variance(
     """One row per task (columns :data:`COLUMNS`); bad run names and sizes of ``last`` are errors."""
     runs = [str(r) for r in ds["run"].values]
     if run not in runs:
-        raise BayesLadderError(f"unknown run '{run}'; the dataset has {', '.join(runs[:8])}{', ...' if len(runs) > 8 else ''}")
+        raise BayesLadderError(
+            f"unknown run '{run}'; the dataset has {', '.join(runs[:8])}{', ...' if len(runs) > 8 else ''}"
+        )
     r = ds.sel(run=run)
     present = np.flatnonzero(r["tokens"].notnull().values)
     if last < 2:
@@ -43,7 +45,9 @@ def variance(
         row = dict(run=run, task=task, n=int(np.sum(~np.isnan(acc))))
         for prefix, values in (("loss", loss), ("acc", acc)):
             mean, sd = float(np.nanmean(values)), float(np.nanstd(values, ddof=1))
-            row.update({f"{prefix}_mean": mean, f"{prefix}_sd": sd, f"{prefix}_cv": sd / mean if mean else float("nan")})
+            row.update(
+                {f"{prefix}_mean": mean, f"{prefix}_sd": sd, f"{prefix}_cv": sd / mean if mean else float("nan")}
+            )
         row["noisy"] = bool(row["acc_cv"] > acc_cv or row["loss_cv"] > loss_cv)
         rows.append(row)
     return pd.DataFrame.from_records(rows, columns=COLUMNS)
@@ -58,7 +62,9 @@ def with_errors(table: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     and its ratio to the checkpoint SD: a ratio near 1 or below means the prediction is as good as the noise allows."""
     missing = [c for c in ("task", "acc_median", "actual_acc") if c not in predictions.columns]
     if missing:
-        raise BayesLadderError(f"the backtest table lacks column(s) {', '.join(missing)}; write it with 'bayesladder backtest --json'")
+        raise BayesLadderError(
+            f"the backtest table lacks column(s) {', '.join(missing)}; write it with 'bayesladder backtest --json'"
+        )
     errors = (predictions["acc_median"] - predictions["actual_acc"]).abs().groupby(predictions["task"]).mean()
     out = table.copy()
     out["abs_error"] = out["task"].map(errors)

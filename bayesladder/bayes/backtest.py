@@ -26,7 +26,9 @@ def holdout_runs(ds: xr.Dataset, config: FitConfig, sizes: list[str]) -> list[st
     known = set(map(str, ds["size"].values))
     unknown = [s for s in sizes if s not in known]
     if unknown:
-        raise BayesLadderError(f"unknown held-out size(s) {', '.join(unknown)}; the dataset has {', '.join(sorted(known))}")
+        raise BayesLadderError(
+            f"unknown held-out size(s) {', '.join(unknown)}; the dataset has {', '.join(sorted(known))}"
+        )
     if config.selection.sizes and set(sizes) & set(config.selection.sizes):
         raise BayesLadderError("a held-out size is also in the ladder; choose sizes outside --sizes/--ladder")
     keep = ds["size"].isin(sizes) & (ds["replicate"] == 0)
@@ -54,13 +56,23 @@ def score(fitted: LadderFit, ds: xr.Dataset, runs: list[str], seed: int = 0) -> 
             lo, median, hi = np.quantile(acc[:, i], [INTERVAL[0], 0.5, INTERVAL[1]])
             rows.append(
                 dict(
-                    run=run, task=task, actual_acc=a, acc_median=median, acc_q05=lo, acc_q95=hi,
-                    covered=bool(lo <= a <= hi), crps=crps(acc[:, i], a), baseline_acc=float(base.loc[task, "accuracy"]),
-                    error=median - a, baseline_error=float(base.loc[task, "accuracy"]) - a,
-                    actual_loss=float(actual.loc[task, "task_loss"]), loss_median=float(np.median(loss[:, i])),
-                    loss_q05=float(np.quantile(loss[:, i], INTERVAL[0])), loss_q95=float(np.quantile(loss[:, i], INTERVAL[1])),
+                    run=run,
+                    task=task,
+                    actual_acc=a,
+                    acc_median=median,
+                    acc_q05=lo,
+                    acc_q95=hi,
+                    covered=bool(lo <= a <= hi),
+                    crps=crps(acc[:, i], a),
+                    baseline_acc=float(base.loc[task, "accuracy"]),
+                    error=median - a,
+                    baseline_error=float(base.loc[task, "accuracy"]) - a,
+                    actual_loss=float(actual.loc[task, "task_loss"]),
+                    loss_median=float(np.median(loss[:, i])),
+                    loss_q05=float(np.quantile(loss[:, i], INTERVAL[0])),
+                    loss_q95=float(np.quantile(loss[:, i], INTERVAL[1])),
                     baseline_loss=float(base.loc[task, "loss"]),
-                )  # fmt: skip
+                )
             )
     return pd.DataFrame.from_records(rows)
 
@@ -70,10 +82,14 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 
     def one(group: pd.DataFrame) -> dict:
         return dict(
-            n=len(group), mae=float(group["error"].abs().mean()), covered=int(group["covered"].sum()),
-            coverage=float(group["covered"].mean()), mean_crps=float(group["crps"].mean()),
-            mean_width=float((group["acc_q95"] - group["acc_q05"]).mean()), baseline_mae=float(group["baseline_error"].abs().mean()),
-        )  # fmt: skip
+            n=len(group),
+            mae=float(group["error"].abs().mean()),
+            covered=int(group["covered"].sum()),
+            coverage=float(group["covered"].mean()),
+            mean_crps=float(group["crps"].mean()),
+            mean_width=float((group["acc_q95"] - group["acc_q05"]).mean()),
+            baseline_mae=float(group["baseline_error"].abs().mean()),
+        )
 
     rows = [dict(run=run, **one(g)) for run, g in table.groupby("run", sort=False)]
     rows.append(dict(run="all", **one(table)))
@@ -84,7 +100,11 @@ def run_backtest(ds: xr.Dataset, config: FitConfig, holdout_sizes: list[str], pr
     """Fit on the ladder (held-out sizes excluded) and score every held-out run."""
     selection = config.selection
     if selection.sizes is None:
-        sizes = [s for s in dict.fromkeys(map(str, ds["size"].values[(ds["role"] == "ladder").values])) if s not in holdout_sizes]
+        sizes = [
+            s
+            for s in dict.fromkeys(map(str, ds["size"].values[(ds["role"] == "ladder").values]))
+            if s not in holdout_sizes
+        ]
         config = replace(config, selection=replace(selection, sizes=tuple(sizes)))
     runs = holdout_runs(ds, config, holdout_sizes)
     fitted = fit(ds, config, progress=progress)

@@ -93,18 +93,27 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> ModelData:
     s2_task, s2_loss = np.concatenate(s2["task"]), np.concatenate(s2["loss"])
     per_task = range(len(tasks))
     return ModelData(
-        tasks=list(tasks), sizes=sizes, chance=chance,
+        tasks=list(tasks),
+        sizes=sizes,
+        chance=chance,
         n_questions=np.where(np.isnan(n_questions), infer_n_questions(ds, tasks), n_questions),
-        log_n_ref=log_n_ref, log_d_ref=log_d_ref,
+        log_n_ref=log_n_ref,
+        log_d_ref=log_d_ref,
         loss_scale=np.array([np.exp(np.log(s1_loss[s1_task == t]).mean()) for t in per_task]),
         step2_center=np.array([s2_loss[s2_task == t].mean() for t in per_task]),
         step2_spread=np.array([s2_loss[s2_task == t].std() for t in per_task]),
-        s1_task=s1_task, s1_size=finals["size"].map(sizes.index).to_numpy(),
-        s1_x=np.log(finals["n_params"].to_numpy()) - log_n_ref, s1_y=np.log(finals["tokens"].to_numpy()) - log_d_ref,
+        s1_task=s1_task,
+        s1_size=finals["size"].map(sizes.index).to_numpy(),
+        s1_x=np.log(finals["n_params"].to_numpy()) - log_n_ref,
+        s1_y=np.log(finals["tokens"].to_numpy()) - log_d_ref,
         s1_loss=s1_loss,
-        s2_task=s2_task, s2_size=np.concatenate(s2["size"]), s2_loss=s2_loss, s2_acc=np.concatenate(s2["acc"]),
-        s2_count=np.concatenate(s2["count"]), final_count=int(ds.attrs.get("final_checkpoints", FINAL_CHECKPOINTS)),
-    )  # fmt: skip
+        s2_task=s2_task,
+        s2_size=np.concatenate(s2["size"]),
+        s2_loss=s2_loss,
+        s2_acc=np.concatenate(s2["acc"]),
+        s2_count=np.concatenate(s2["count"]),
+        final_count=int(ds.attrs.get("final_checkpoints", FINAL_CHECKPOINTS)),
+    )
 
 
 def with_replicates(ds: xr.Dataset, runs: list[str]) -> list[str]:

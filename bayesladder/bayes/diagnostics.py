@@ -80,11 +80,20 @@ def diagnose(fit: LadderFit, thresholds: Thresholds = Thresholds()) -> Diagnosti
     if saturated:
         failures.append(f"{saturated} draws hit the maximum tree depth")
     return Diagnostics(
-        ok=not failures, max_rhat=rhat, min_ess_bulk=ess_bulk, min_ess_tail=ess_tail, divergences=divergences,
-        min_bfmi=bfmi, max_pareto_k=pareto_k, tree_depth_saturated=saturated, mean_tree_depth=depth,
-        elpd_loo=float(loo.elpd), ppc_loss_coverage90=coverage["log_loss"], ppc_acc_coverage90=coverage["accuracy"],
+        ok=not failures,
+        max_rhat=rhat,
+        min_ess_bulk=ess_bulk,
+        min_ess_tail=ess_tail,
+        divergences=divergences,
+        min_bfmi=bfmi,
+        max_pareto_k=pareto_k,
+        tree_depth_saturated=saturated,
+        mean_tree_depth=depth,
+        elpd_loo=float(loo.elpd),
+        ppc_loss_coverage90=coverage["log_loss"],
+        ppc_acc_coverage90=coverage["accuracy"],
         failures=tuple(failures),
-    )  # fmt: skip
+    )
 
 
 def pointwise(fit: LadderFit, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -99,9 +108,12 @@ def pointwise(fit: LadderFit, seed: int = 0) -> tuple[dict[str, np.ndarray], dic
 
     t1, s1 = const["loss_task"].values, const["loss_size"].values
     curve = relative_loss(
-        const["loss_x"].values, const["loss_y"].values,
-        *(at(n, t1) for n in ("centre_loss", "slope_n", "slope_d", "alpha", "beta")), np.exp, numpy_softplus,
-    )  # fmt: skip
+        const["loss_x"].values,
+        const["loss_y"].values,
+        *(at(n, t1) for n in ("centre_loss", "slope_n", "slope_d", "alpha", "beta")),
+        np.exp,
+        numpy_softplus,
+    )
     mu = np.log(const["loss_scale"].values[t1] * curve) + at("loss_size_effect", t1, s1)
     sigma = at("loss_noise", t1)
     ll_loss = stats.t.logpdf(obs["log_loss"].values, LOSS_NU, loc=mu, scale=sigma)
@@ -124,7 +136,12 @@ def posterior_predictive(fit: LadderFit) -> xr.DataTree:
     _, replicated = pointwise(fit)
     tree = fit.tree.copy()
     tree["posterior_predictive"] = xr.DataTree(
-        xr.Dataset({name: (("chain", "draw", dim), replicated[name]) for name, dim in (("log_loss", "loss_point"), ("accuracy", "acc_point"))})
+        xr.Dataset(
+            {
+                name: (("chain", "draw", dim), replicated[name])
+                for name, dim in (("log_loss", "loss_point"), ("accuracy", "acc_point"))
+            }
+        )
     )
     return tree
 

@@ -40,10 +40,14 @@ class FitConfig:
     def model_key(self) -> str:
         """What makes two fits the same model (sampler settings aside)."""
         return json.dumps(
-            {"model": MODEL_VERSION, "tasks": list(self.tasks), "selection": asdict(self.selection),
-             "priors": json.loads(to_json(merge(self.priors)))},
+            {
+                "model": MODEL_VERSION,
+                "tasks": list(self.tasks),
+                "selection": asdict(self.selection),
+                "priors": json.loads(to_json(merge(self.priors))),
+            },
             sort_keys=True,
-        )  # fmt: skip
+        )
 
 
 @dataclass
@@ -79,7 +83,9 @@ class LadderFit:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, expect: FitConfig | None = None, dataset: xr.Dataset | None = None) -> "LadderFit":
+    def load(
+        cls, path: str | os.PathLike, expect: FitConfig | None = None, dataset: xr.Dataset | None = None
+    ) -> LadderFit:
         path = Path(path)
         if not path.is_file():
             raise BayesLadderError(f"{path}: no such fit file; make one with 'bayesladder fit -o {path.name}'")
@@ -87,17 +93,23 @@ class LadderFit:
             tree = xr.load_datatree(path, engine="h5netcdf")
             config = _config_from_json(tree.attrs["fit_config"])
             stored_key, data_hash = tree.attrs["model_key"], tree.attrs["data_hash"]
-        except Exception as exc:  # not netCDF, or not one of ours
-            raise BayesLadderError(f"{path}: not a bayesladder fit file ({type(exc).__name__}); make one with 'bayesladder fit'") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # not netCDF, or not one of ours
+            raise BayesLadderError(
+                f"{path}: not a bayesladder fit file ({type(exc).__name__}); make one with 'bayesladder fit'"
+            ) from None
         if stored_key != config.model_key():
             raise BayesLadderError(
                 f"{path}: made by a different model version or configuration ({_model_name(stored_key)}, this "
                 f"package fits {MODEL_VERSION} with its current priors); refit it with 'bayesladder fit'"
             )
         if expect is not None and expect.model_key() != stored_key:
-            raise BayesLadderError(f"{path}: was fitted with a different configuration (tasks, ladder or priors); refit it")
+            raise BayesLadderError(
+                f"{path}: was fitted with a different configuration (tasks, ladder or priors); refit it"
+            )
         if dataset is not None and schema.content_hash(dataset) != data_hash:
-            raise BayesLadderError(f"{path}: was fitted on a different dataset than the one given; refit it on that dataset")
+            raise BayesLadderError(
+                f"{path}: was fitted on a different dataset than the one given; refit it on that dataset"
+            )
         return cls(tree=tree, config=config, data_hash=data_hash, seconds=float(tree.attrs.get("fit_seconds", np.nan)))
 
 
@@ -113,9 +125,16 @@ def fit(ds: xr.Dataset, config: FitConfig, progress: bool = False) -> LadderFit:
     model = build_model(data, config.priors)
     compiled = nutpie.compile_pymc_model(model)
     tree = nutpie.sample(
-        compiled, chains=config.chains, draws=config.draws, tune=config.tune, cores=available_cores(),
-        seed=config.seed, progress_bar=progress, save_warmup=False, target_accept=config.target_accept,
-    )  # fmt: skip
+        compiled,
+        chains=config.chains,
+        draws=config.draws,
+        tune=config.tune,
+        cores=available_cores(),
+        seed=config.seed,
+        progress_bar=progress,
+        save_warmup=False,
+        target_accept=config.target_accept,
+    )
     tree["observed_data"] = xr.DataTree(observed_data(data))
     tree["constant_data"] = xr.DataTree(constant_data(data))
     return LadderFit(tree=tree, config=config, data_hash=schema.content_hash(ds), seconds=time.perf_counter() - start)
@@ -142,11 +161,15 @@ def constant_data(data: ModelData) -> xr.Dataset:
     return xr.Dataset(
         {
             **{name: ("task", getattr(data, name)) for name in CONSTANT_FIELDS},
-            "loss_task": ("loss_point", data.s1_task), "loss_size": ("loss_point", data.s1_size),
-            "loss_x": ("loss_point", data.s1_x), "loss_y": ("loss_point", data.s1_y),
-            "acc_task": ("acc_point", data.s2_task), "acc_size": ("acc_point", data.s2_size),
-            "acc_loss": ("acc_point", data.s2_loss), "acc_count": ("acc_point", data.s2_count),
-        },  # fmt: skip
+            "loss_task": ("loss_point", data.s1_task),
+            "loss_size": ("loss_point", data.s1_size),
+            "loss_x": ("loss_point", data.s1_x),
+            "loss_y": ("loss_point", data.s1_y),
+            "acc_task": ("acc_point", data.s2_task),
+            "acc_size": ("acc_point", data.s2_size),
+            "acc_loss": ("acc_point", data.s2_loss),
+            "acc_count": ("acc_point", data.s2_count),
+        },
         coords={"task": data.tasks, "size": data.sizes},
         attrs={"log_n_ref": data.log_n_ref, "log_d_ref": data.log_d_ref, "final_count": data.final_count},
     )
@@ -164,9 +187,13 @@ def _config_from_json(text: str) -> FitConfig:
     return FitConfig(
         tasks=tuple(raw["tasks"]),
         selection=LadderSelection(**{k: tuple(v) if v is not None else None for k, v in selection.items()}),
-        chains=raw["chains"], draws=raw["draws"], tune=raw["tune"], seed=raw["seed"], target_accept=raw.get("target_accept", 0.9),
+        chains=raw["chains"],
+        draws=raw["draws"],
+        tune=raw["tune"],
+        seed=raw["seed"],
+        target_accept=raw.get("target_accept", 0.9),
         priors={name: Prior(p["dist"], p["params"], tuple(p["dims"])) for name, p in raw["priors"].items()},
-    )  # fmt: skip
+    )
 
 
 def _model_name(key: str) -> str:

@@ -84,7 +84,9 @@ def build_model(data: ModelData, priors: Mapping[str, Prior] | None = None) -> p
         pm.Potential("irreducible_prior", priors["irreducible"].logp(remainder).sum())
         pm.Deterministic("E", data.loss_scale * irreducible_loss(*shape, pt.softplus), dims="task")
         loss_size_effect = pm.Deterministic(
-            "loss_size_effect", p["loss_size_scale"] * pm.Normal("loss_size_z", dims=("size", "task")), dims=("size", "task")
+            "loss_size_effect",
+            p["loss_size_scale"] * pm.Normal("loss_size_z", dims=("size", "task")),
+            dims=("size", "task"),
         )
 
         t1 = data.s1_task

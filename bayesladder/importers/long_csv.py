@@ -27,12 +27,24 @@ def import_file(path: str | Path):
     path = Path(path)
     table = read_csv_strict(path)
     require_columns(table, REQUIRED, path)
-    numbers = {c: numeric_column(table, c, path, allow_empty=c in ("task_loss", "accuracy"))
-               for c in ("n_params", "tokens", "task_loss", "accuracy")}  # fmt: skip
+    numbers = {
+        c: numeric_column(table, c, path, allow_empty=c in ("task_loss", "accuracy"))
+        for c in ("n_params", "tokens", "task_loss", "accuracy")
+    }
     for column in ("n_params", "tokens"):
         _check((numbers[column] > 0) & np.isfinite(numbers[column]), path, column, "must be a positive (finite) number")
-    _check((numbers["accuracy"] >= 0) & (numbers["accuracy"] <= 1) | np.isnan(numbers["accuracy"]), path, "accuracy", "must lie in [0, 1]")
-    _check((numbers["task_loss"] >= 0) | np.isnan(numbers["task_loss"]), path, "task_loss", "must be non-negative (bits per byte)")
+    _check(
+        (numbers["accuracy"] >= 0) & (numbers["accuracy"] <= 1) | np.isnan(numbers["accuracy"]),
+        path,
+        "accuracy",
+        "must lie in [0, 1]",
+    )
+    _check(
+        (numbers["task_loss"] >= 0) | np.isnan(numbers["task_loss"]),
+        path,
+        "task_loss",
+        "must be non-negative (bits per byte)",
+    )
     for column in ("run", "task"):
         _check(table[column].str.strip() != "", path, column, "must not be empty")
     frame = pd.DataFrame({"run": table["run"].str.strip(), "task": table["task"].str.strip(), **numbers})
@@ -71,10 +83,15 @@ def import_file(path: str | Path):
         run_meta.append(_run_metadata(run, rows, checkpoints[run][-1], path))
     task_meta = [_task_metadata(task, frame[frame["task"] == task], path) for task in tasks]
     return schema.build_dataset(
-        runs=run_meta, tasks=task_meta, task_loss=task_loss, accuracy=accuracy, tokens=tokens,
-        step=step if "step" in frame else None, producer=f"bayesladder import csv {path}",
+        runs=run_meta,
+        tasks=task_meta,
+        task_loss=task_loss,
+        accuracy=accuracy,
+        tokens=tokens,
+        step=step if "step" in frame else None,
+        producer=f"bayesladder import csv {path}",
         n_params_convention=f"as given in {path.name}",
-    )  # fmt: skip
+    )
 
 
 def _run_metadata(run: str, rows: pd.DataFrame, final_tokens: float, path: Path) -> dict:
@@ -82,7 +99,9 @@ def _run_metadata(run: str, rows: pd.DataFrame, final_tokens: float, path: Path)
     for column, default in (("size", run), ("role", "ladder"), ("replicate", 0.0)):
         values = rows[column].unique() if column in rows else [default]
         if len(values) > 1:
-            raise BayesLadderError(f"{path}: run '{run}' has more than one {column} ({', '.join(map(str, values))}); give one per run")
+            raise BayesLadderError(
+                f"{path}: run '{run}' has more than one {column} ({', '.join(map(str, values))}); give one per run"
+            )
         meta[column] = values[0]
     n_params = rows["n_params"].unique()
     if len(n_params) > 1:
@@ -102,7 +121,9 @@ def _task_metadata(task: str, rows: pd.DataFrame, path: Path) -> dict:
     for column in ("n_questions", "chance"):
         values = rows[column].dropna().unique() if column in rows else []
         if len(values) > 1:
-            raise BayesLadderError(f"{path}: task '{task}' has more than one {column}; it must be constant within a task")
+            raise BayesLadderError(
+                f"{path}: task '{task}' has more than one {column}; it must be constant within a task"
+            )
         meta[column] = float(values[0]) if len(values) else np.nan
     if not np.isnan(meta["chance"]) and not 0 < meta["chance"] < 1:
         raise BayesLadderError(f"{path}: task '{task}': chance must lie strictly between 0 and 1")

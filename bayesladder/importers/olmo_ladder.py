@@ -62,9 +62,18 @@ TASKS = [
     TaskSpec("winogrande", "winogrande_val_5shot", {"winogrande_val": 1.0}, 1267, 1 / 2),
 ]
 VALSETS = [
-    "c4_en", "dolma_books", "dolma_common-crawl", "dolma_pes2o", "dolma_reddit", "dolma_stack",
-    "dolma_wiki", "ice", "m2d2_s2orc", "pile", "wikitext_103",
-]  # fmt: skip
+    "c4_en",
+    "dolma_books",
+    "dolma_common-crawl",
+    "dolma_pes2o",
+    "dolma_reddit",
+    "dolma_stack",
+    "dolma_wiki",
+    "ice",
+    "m2d2_s2orc",
+    "pile",
+    "wikitext_103",
+]
 
 RUN_FILE = re.compile(r"^(?P<size>[0-9.]+[MB])-(?P<mult>[0-9.]+)xC(?P<rerun>-rerun)?\.csv$")
 
@@ -164,7 +173,10 @@ def import_dir(directory: str | Path):
 
     return schema.build_dataset(
         runs=runs,
-        tasks=[{"name": t.name, "n_questions": t.n_questions, "chance": t.chance, "source_key": t.source_key} for t in TASKS],
+        tasks=[
+            {"name": t.name, "n_questions": t.n_questions, "chance": t.chance, "source_key": t.source_key}
+            for t in TASKS
+        ],
         task_loss=stack("task_loss", (len(TASKS),)),
         accuracy=stack("accuracy", (len(TASKS),)),
         tokens=stack("tokens"),
@@ -181,8 +193,17 @@ def _run_identity(path: Path) -> tuple[dict, float | None] | None:
     if path.name in TARGET_FILES:
         name, batch_size = TARGET_FILES[path.name]
         target = KNOWN_TARGETS[name]
-        run = dict(name=name, size=name.split("-")[0], length=name.split("-")[1], multiplier=target.tokens / (20 * target.n_params),
-                   replicate=0, n_params=target.n_params, role="target", source=path.name, schedule="OLMo 2 recipe")  # fmt: skip
+        run = dict(
+            name=name,
+            size=name.split("-")[0],
+            length=name.split("-")[1],
+            multiplier=target.tokens / (20 * target.n_params),
+            replicate=0,
+            n_params=target.n_params,
+            role="target",
+            source=path.name,
+            schedule="OLMo 2 recipe",
+        )
         return run, batch_size
     match = RUN_FILE.match(path.name)
     if match is None:
@@ -192,8 +213,17 @@ def _run_identity(path: Path) -> tuple[dict, float | None] | None:
         raise BayesLadderError(f"{path}: unknown model size '{size}'; known sizes are {', '.join(SIZES)}")
     n_params, batch_size = SIZES[size]
     length = f"{match['mult']}xC"
-    run = dict(name=path.stem, size=size, length=length, multiplier=float(match["mult"]), replicate=1 if match["rerun"] else 0,
-               n_params=n_params, role="ladder", source=path.name, schedule=SCHEDULE)  # fmt: skip
+    run = dict(
+        name=path.stem,
+        size=size,
+        length=length,
+        multiplier=float(match["mult"]),
+        replicate=1 if match["rerun"] else 0,
+        n_params=n_params,
+        role="ladder",
+        source=path.name,
+        schedule=SCHEDULE,
+    )
     return run, batch_size
 
 
@@ -222,7 +252,12 @@ def _read_run(path: Path, run: dict, batch_size: float) -> dict[str, np.ndarray]
     loss = np.stack([sum(w * column(_loss_column(s)) for s, w in t.splits.items()) for t in TASKS], axis=-1)
     acc = np.stack([sum(w * column(_accuracy_column(s, t)) for s, w in t.splits.items()) for t in TASKS], axis=-1)
     val = np.stack(
-        [column(c) if (c := f"eval/{v}-validation/CrossEntropyLoss") in table.columns else np.full(len(table), np.nan) for v in VALSETS],
+        [
+            column(c)
+            if (c := f"eval/{v}-validation/CrossEntropyLoss") in table.columns
+            else np.full(len(table), np.nan)
+            for v in VALSETS
+        ],
         axis=-1,
     )
     step = column("_step") if "_step" in table.columns else np.full(len(table), np.nan)

@@ -59,11 +59,19 @@ def step1(ds, fitted, thin, runs, tasks, specs, draws, seed) -> list[tuple[str, 
     grid = np.geomspace(d_lo, d_hi, GRID)
     curves = {}  # label -> (quantiles (3, grid, task), color, dashed)
     for size in fitted.sizes:
-        curves[size] = (_loss_band(thin, fitted.constants, _n_of_size(ds, size), grid, size, seed), colors.get(size, "grey"), False)
+        curves[size] = (
+            _loss_band(thin, fitted.constants, _n_of_size(ds, size), grid, size, seed),
+            colors.get(size, "grey"),
+            False,
+        )
     for spec in specs:
         if spec.size in fitted.sizes:
             continue
-        curves[spec.name] = (_loss_band(thin, fitted.constants, spec.target.n_params, grid, spec.size, seed), "crimson", True)
+        curves[spec.name] = (
+            _loss_band(thin, fitted.constants, spec.target.n_params, grid, spec.size, seed),
+            "crimson",
+            True,
+        )
     out = []
     for i, task in enumerate(tasks):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -98,13 +106,23 @@ def _mark_targets(ax, ds, specs, draws, i, task, x, y):
         values = {"loss": loss[:, i], "acc": acc[:, i]}
         xv = spec.target.tokens if x == "tokens" else float(np.median(values[x]))
         yq = np.quantile(values[y], [0.05, 0.5, 0.95])
-        ax.errorbar([xv], [yq[1]], yerr=[[yq[1] - yq[0]], [yq[2] - yq[1]]], fmt="D", color="crimson", ms=5, capsize=3,
-                    label=f"{spec.name} predicted")  # fmt: skip
+        ax.errorbar(
+            [xv],
+            [yq[1]],
+            yerr=[[yq[1] - yq[0]], [yq[2] - yq[1]]],
+            fmt="D",
+            color="crimson",
+            ms=5,
+            capsize=3,
+            label=f"{spec.name} predicted",
+        )
         if spec.name in ds["run"].values:
             actual = final_points(ds, [spec.name]).set_index("task").loc[task]
             xa = spec.target.tokens if x == "tokens" else actual["task_loss"]
             ya = actual["task_loss"] if y == "loss" else actual["accuracy"]
-            ax.scatter([xa], [ya], marker="*", s=120, color="gold", edgecolor="k", zorder=4, label=f"{spec.name} actual")
+            ax.scatter(
+                [xa], [ya], marker="*", s=120, color="gold", edgecolor="k", zorder=4, label=f"{spec.name} actual"
+            )
 
 
 def step2(ds, thin, constants, runs, tasks, specs, draws) -> list[tuple[str, bytes]]:
@@ -165,7 +183,9 @@ def chained(ds, runs, tasks, specs, draws, base_fits) -> bytes:
             ax.vlines(c, q[1], q[3], color="crimson", lw=4)
             ax.scatter([c], [q[2]], color="white", edgecolor="crimson", zorder=3, s=18)
             if base_fits:
-                b = baseline.predict({task: base_fits[task]}, spec.target.n_params, spec.target.tokens)["accuracy"].iloc[0]
+                b = baseline.predict({task: base_fits[task]}, spec.target.n_params, spec.target.tokens)[
+                    "accuracy"
+                ].iloc[0]
                 ax.scatter([c], [b], marker="x", color="k", zorder=4, label="baseline")
             if spec.name in ds["run"].values:
                 a = final_points(ds, [spec.name]).set_index("task").loc[task, "accuracy"]

@@ -68,8 +68,12 @@ def markdown(report: Report, figure_folder: Path, link_prefix: str) -> str:
         if s.text:
             lines += [s.text, ""]
         for caption, table in s.tables:
-            lines += [f"*{caption}*", "", "| " + " | ".join(map(str, table.columns)) + " |",
-                      "|" + "---|" * len(table.columns)]  # fmt: skip
+            lines += [
+                f"*{caption}*",
+                "",
+                "| " + " | ".join(map(str, table.columns)) + " |",
+                "|" + "---|" * len(table.columns),
+            ]
             for row in _rows(table):
                 lines.append("| " + " | ".join(cell.replace("|", "\\|") for _, cell in row) + " |")
             lines.append("")
@@ -96,7 +100,9 @@ def write(report: Report, path: str | Path, fmt: str = "html") -> list[Path]:
         path.write_text(markdown(report, folder, folder.name), encoding="utf-8")
         return [path, *sorted(folder.glob("*.png"))]
     except OSError as exc:
-        raise BayesLadderError(f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location") from None
+        raise BayesLadderError(
+            f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location"
+        ) from None
 
 
 def _rows(table: pd.DataFrame) -> list[list[tuple[str, str]]]:
@@ -114,7 +120,9 @@ def _rows(table: pd.DataFrame) -> list[list[tuple[str, str]]]:
                 cls = ""
             else:
                 text = str(value)
-                cls = text if text in ("pass", "FAIL", "warn", "info") else ("" if text.lstrip("-").isdigit() else "text")
+                cls = (
+                    text if text in ("pass", "FAIL", "warn", "info") else ("" if text.lstrip("-").isdigit() else "text")
+                )
             if cls == "text" and len(text) <= 24:
                 cls = "text nw"  # short labels (run and task names) stay on one line
             cells.append((cls, text))

@@ -81,9 +81,9 @@ class Corpus:
         held = np.zeros(len(data), dtype=bool)
         every = max(2, corpus.heldout_every)
         for b in range(every - 1, n_blocks, every):
-            held[b * block:(b + 1) * block] = True
+            held[b * block : (b + 1) * block] = True
         if not held.any():  # a small corpus: hold out its last tenth
-            held[len(data) - len(data) // 10:] = True
+            held[len(data) - len(data) // 10 :] = True
         return cls(train=data[~held].copy(), heldout=data[held].copy())
 
 

@@ -107,7 +107,9 @@ def evaluate(model, env: Env, step: int, tokens: int) -> dict:
     with torch.no_grad():
         for xb, yb in zip(x.split(chunk), y.split(chunk)):
             logits = model(input_ids=xb.to(env.device)).logits.float()
-            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), yb.to(env.device).flatten(), reduction="sum").item()
+            total += torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1), yb.to(env.device).flatten(), reduction="sum"
+            ).item()
     record["val_loss"] = total / y.numel()
     model.train()
     return record
@@ -145,7 +147,9 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
     if env.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        wrapped = DistributedDataParallel(model, device_ids=[int(os.environ.get("LOCAL_RANK", "0"))] if env.device.startswith("cuda") else None)
+        wrapped = DistributedDataParallel(
+            model, device_ids=[int(os.environ.get("LOCAL_RANK", "0"))] if env.device.startswith("cuda") else None
+        )
     if r.compile:
         wrapped = compile_model(wrapped, fullgraph=env.world == 1)
 
@@ -155,17 +159,35 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
     device_type = "cuda" if env.device.startswith("cuda") else "cpu"
     todo = set(eval_steps(run, spec))
     branch_points = set(run.branch_points)
-    meta = {"name": run.name, "size": run.size, "multiplier": run.multiplier, "role": run.role,
-            "schedule": run.schedule, "n_params": n, "steps": run.steps, "batch_tokens": run.batch_tokens,
-            "bf16": bf16, "compile": r.compile, "peak_lr": peak_lr(size, spec)}
+    meta = {
+        "name": run.name,
+        "size": run.size,
+        "multiplier": run.multiplier,
+        "role": run.role,
+        "schedule": run.schedule,
+        "n_params": n,
+        "steps": run.steps,
+        "batch_tokens": run.batch_tokens,
+        "bf16": bf16,
+        "compile": r.compile,
+        "peak_lr": peak_lr(size, spec),
+    }
     if env.rank == 0:
         checkpoint.write_json(rdir / "run.json", meta)
     bar = None
     if env.progress and env.rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=run.steps * run.batch_tokens, initial=step * run.batch_tokens, unit="tok", unit_scale=True,
-                   desc=run.name, dynamic_ncols=True, smoothing=0.1, mininterval=1.0)
+        bar = tqdm(
+            total=run.steps * run.batch_tokens,
+            initial=step * run.batch_tokens,
+            unit="tok",
+            unit_scale=True,
+            desc=run.name,
+            dynamic_ncols=True,
+            smoothing=0.1,
+            mininterval=1.0,
+        )
     model.train()
     while step < run.steps:
         # -------------------------------------------------------------- set the LR
@@ -174,8 +196,18 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
             group["lr"] = lr
         # -------------------------------------------------------------- micro-steps, clip, step
         x, y = data.batch(env.corpus.train, step, r.seed, rows, spec.seq_len, env.rank, env.world)
-        loss_sum = train_step(wrapped, model, optimizer, x.to(env.device), y.to(env.device), micro, bf16,
-                              device_type, r.grad_clip, ddp=env.world > 1)
+        loss_sum = train_step(
+            wrapped,
+            model,
+            optimizer,
+            x.to(env.device),
+            y.to(env.device),
+            micro,
+            bf16,
+            device_type,
+            r.grad_clip,
+            ddp=env.world > 1,
+        )
         step += 1
         if bar is not None:
             bar.update(run.batch_tokens)
@@ -209,8 +241,9 @@ def compile_model(module, fullgraph: bool = True):
     return torch.compile(module, fullgraph=fullgraph, dynamic=False)
 
 
-def train_step(wrapped, model, optimizer, x, y, micro: int, bf16: bool, device_type: str, grad_clip: float,
-               ddp: bool = False) -> float:
+def train_step(
+    wrapped, model, optimizer, x, y, micro: int, bf16: bool, device_type: str, grad_clip: float, ddp: bool = False
+) -> float:
     """One optimizer step on the batch (x, y) in micro-batches of ``micro`` rows; returns the mean loss."""
     import torch
     import torch.nn.functional as F

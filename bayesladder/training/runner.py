@@ -29,8 +29,18 @@ def build_tasks(spec: LadderSpec, corpus: data.Corpus, base: Path | None = None)
 def make_task(t: TaskSpec, heldout: str, train_text: str, seed: int, base: Path | None = None):
     if t.kind in ("continuation", "cloze"):
         return task_formats.make_suite_task(
-            t.name, t.kind, heldout, train_text, n_questions=t.n_questions, context_bytes=t.context_bytes,
-            continuation_bytes=t.continuation_bytes, distractors=t.distractors, boundary=t.boundary, n_choices=t.n_choices, seed=seed)
+            t.name,
+            t.kind,
+            heldout,
+            train_text,
+            n_questions=t.n_questions,
+            context_bytes=t.context_bytes,
+            continuation_bytes=t.continuation_bytes,
+            distractors=t.distractors,
+            boundary=t.boundary,
+            n_choices=t.n_choices,
+            seed=seed,
+        )
     path = t.path
     if base is not None and not Path(path).is_absolute() and (base / path).exists():
         path = str(base / path)
@@ -46,14 +56,22 @@ def prepare(spec: LadderSpec, rung: str | None, corpus_paths: list[str] | None =
     text = data.load_text(spec.corpus, corpus_paths, base)
     corpus = data.Corpus.from_text(text, spec.corpus)
     if min(len(corpus.train), len(corpus.heldout)) <= spec.seq_len + 1:
-        raise BayesLadderError(f"the corpus is too small: its training and held-out parts must each be longer than "
-                               f"seq_len = {spec.seq_len} bytes")
+        raise BayesLadderError(
+            f"the corpus is too small: its training and held-out parts must each be longer than "
+            f"seq_len = {spec.seq_len} bytes"
+        )
     tasks = build_tasks(spec, corpus, base)
     return runs, corpus, tasks
 
 
-def train(spec: LadderSpec, out: Path, rung: str | None = None, corpus_paths: list[str] | None = None,
-          progress: bool = True, device: str | None = None) -> Path:
+def train(
+    spec: LadderSpec,
+    out: Path,
+    rung: str | None = None,
+    corpus_paths: list[str] | None = None,
+    progress: bool = True,
+    device: str | None = None,
+) -> Path:
     import torch
 
     from bayesladder.training.loop import Env, train_run
@@ -118,12 +136,33 @@ def to_dataset(spec: LadderSpec, found, tasks: list):
                 s = rec["tasks"].get(name)
                 if s:
                     loss[i, j, k], acc[i, j, k], acc_raw[i, j, k] = s["task_loss"], s["accuracy"], s["accuracy_raw"]
-        runs.append({"name": meta["name"], "size": meta["size"], "length": f"{meta['multiplier']:g}xC",
-                         "multiplier": meta["multiplier"], "replicate": 0, "n_params": meta["n_params"], "role": meta["role"],
-                         "source": f"{PRODUCER} {spec.name}", "schedule": meta["schedule"]})
-    task_meta = [{"name": t.name, "n_questions": len(t.questions), "chance": t.chance, "source_key": t.source_key} for t in tasks]
-    ds = schema.build_dataset(runs=runs, tasks=task_meta, task_loss=loss, accuracy=acc, tokens=tokens, step=step,
-                              val_loss=val, valsets=["heldout"], producer=PRODUCER)
+        runs.append(
+            {
+                "name": meta["name"],
+                "size": meta["size"],
+                "length": f"{meta['multiplier']:g}xC",
+                "multiplier": meta["multiplier"],
+                "replicate": 0,
+                "n_params": meta["n_params"],
+                "role": meta["role"],
+                "source": f"{PRODUCER} {spec.name}",
+                "schedule": meta["schedule"],
+            }
+        )
+    task_meta = [
+        {"name": t.name, "n_questions": len(t.questions), "chance": t.chance, "source_key": t.source_key} for t in tasks
+    ]
+    ds = schema.build_dataset(
+        runs=runs,
+        tasks=task_meta,
+        task_loss=loss,
+        accuracy=acc,
+        tokens=tokens,
+        step=step,
+        val_loss=val,
+        valsets=["heldout"],
+        producer=PRODUCER,
+    )
     ds["accuracy_raw"] = (("run", "checkpoint", "task"), acc_raw)
     ds["accuracy_raw"].attrs.update(long_name="ranked-classification accuracy without length normalisation", units="1")
     ds["accuracy"].attrs["normalisation"] = "per character (OLMo len_norm)"
@@ -131,6 +170,11 @@ def to_dataset(spec: LadderSpec, found, tasks: list):
     used, separate = tokens_saved(spec)
     # Evaluations come every `every_xc` of 20N tokens, too sparse for the paper's "mean of the last 5
     # checkpoints": a run's final value is its last checkpoint (taken at the end of its decay).
-    ds.attrs.update(ladder_spec=spec.name, ladder_schedule=spec.recipe.schedule, tokens_used=float(used),
-                    tokens_separate_cosine=float(separate), final_checkpoints=1)
+    ds.attrs.update(
+        ladder_spec=spec.name,
+        ladder_schedule=spec.recipe.schedule,
+        tokens_used=float(used),
+        tokens_separate_cosine=float(separate),
+        final_checkpoints=1,
+    )
     return ds

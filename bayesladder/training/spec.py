@@ -122,7 +122,18 @@ def load(path: str | Path) -> LadderSpec:
 
 
 def parse(raw: dict, path: str = "") -> LadderSpec:
-    top_keys = {"name", "architecture", "vocab_size", "seq_len", "ladder", "sizes", "train", "corpus", "eval", "targets"}
+    top_keys = {
+        "name",
+        "architecture",
+        "vocab_size",
+        "seq_len",
+        "ladder",
+        "sizes",
+        "train",
+        "corpus",
+        "eval",
+        "targets",
+    }
     _check_keys(raw, top_keys, "the top level")
     for key in ("name", "sizes", "ladder"):
         if key not in raw:
@@ -173,12 +184,23 @@ def parse(raw: dict, path: str = "") -> LadderSpec:
     for t in raw.get("targets", []):
         target = _dataclass(TargetSpec, t, "[[targets]]")
         if target.size not in sizes:
-            raise BayesLadderError(f"target size '{target.size}' is not defined under [sizes]; defined: {sorted(sizes)}")
+            raise BayesLadderError(
+                f"target size '{target.size}' is not defined under [sizes]; defined: {sorted(sizes)}"
+            )
         targets.append(target)
     return LadderSpec(
-        name=str(raw["name"]), architecture=architecture, vocab_size=vocab_size, seq_len=seq_len, sizes=sizes,
-        ladder_sizes=ladder_sizes, multipliers=multipliers, recipe=recipe, corpus=corpus, eval=eval_spec,
-        targets=tuple(targets), path=path,
+        name=str(raw["name"]),
+        architecture=architecture,
+        vocab_size=vocab_size,
+        seq_len=seq_len,
+        sizes=sizes,
+        ladder_sizes=ladder_sizes,
+        multipliers=multipliers,
+        recipe=recipe,
+        corpus=corpus,
+        eval=eval_spec,
+        targets=tuple(targets),
+        path=path,
     )
 
 
@@ -222,7 +244,9 @@ def _dataclass(cls, table: dict, where: str):
 def _check_keys(table: dict, valid: set[str], where: str) -> None:
     unknown = sorted(set(table) - valid)
     if unknown:
-        raise BayesLadderError(f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: {', '.join(sorted(valid))}")
+        raise BayesLadderError(
+            f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: {', '.join(sorted(valid))}"
+        )
 
 
 def _positive_int(value, name: str) -> int:
@@ -284,22 +308,63 @@ def plan(spec: LadderSpec) -> list[RunPlan]:
         mults = sorted(spec.multipliers)
         if spec.recipe.schedule == "cosine":
             for m in mults:
-                runs.append(RunPlan(f"{size_name}-{mult_label(m)}", size_name, m, "ladder", "cosine",
-                                    steps_for(size, spec, m), size.batch_tokens))
+                runs.append(
+                    RunPlan(
+                        f"{size_name}-{mult_label(m)}",
+                        size_name,
+                        m,
+                        "ladder",
+                        "cosine",
+                        steps_for(size, spec, m),
+                        size.batch_tokens,
+                    )
+                )
             continue
         top = mults[-1]
         top_steps = steps_for(size, spec, top)
         main = f"{size_name}-{mult_label(top)}"
         points = {m: max(1, round(steps_for(size, spec, m) * (1 - frac))) for m in mults[:-1]}
-        runs.append(RunPlan(main, size_name, top, "ladder", "wsd", top_steps, size.batch_tokens,
-                            decay_start=max(1, round(top_steps * (1 - frac))), branch_points=tuple(sorted(set(points.values())))))
+        runs.append(
+            RunPlan(
+                main,
+                size_name,
+                top,
+                "ladder",
+                "wsd",
+                top_steps,
+                size.batch_tokens,
+                decay_start=max(1, round(top_steps * (1 - frac))),
+                branch_points=tuple(sorted(set(points.values()))),
+            )
+        )
         for m in mults[:-1]:
-            runs.append(RunPlan(f"{size_name}-{mult_label(m)}", size_name, m, "ladder", "wsd", steps_for(size, spec, m),
-                                size.batch_tokens, parent=main, start_step=points[m], decay_start=points[m]))
+            runs.append(
+                RunPlan(
+                    f"{size_name}-{mult_label(m)}",
+                    size_name,
+                    m,
+                    "ladder",
+                    "wsd",
+                    steps_for(size, spec, m),
+                    size.batch_tokens,
+                    parent=main,
+                    start_step=points[m],
+                    decay_start=points[m],
+                )
+            )
     for t in spec.targets:
         size = spec.sizes[t.size]
-        runs.append(RunPlan(f"{t.size}-{mult_label(t.multiplier)}", t.size, t.multiplier, "target", t.schedule,
-                            steps_for(size, spec, t.multiplier), size.batch_tokens))
+        runs.append(
+            RunPlan(
+                f"{t.size}-{mult_label(t.multiplier)}",
+                t.size,
+                t.multiplier,
+                "target",
+                t.schedule,
+                steps_for(size, spec, t.multiplier),
+                size.batch_tokens,
+            )
+        )
         if t.schedule != "cosine":
             raise BayesLadderError("targets are trained with schedule = 'cosine'")
     names = [r.name for r in runs]
