@@ -202,11 +202,13 @@ def fit(
     ds = schema.read(data or datasets.micro_ladder())
     config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
     fitted = fit_model(ds, config, progress=not as_json)
+    checked = diagnostics.diagnose(fitted)
+    fitted.diagnostics = checked.record()
     fitted.save(output_path)
     typer.echo(
         f"wrote {output_path}: {len(config.tasks)} tasks, {chains} x {draws} draws in {fitted.seconds:.1f} s", err=True
     )
-    _report_diagnostics(diagnostics.diagnose(fitted), as_json)
+    _report_diagnostics(checked, as_json)
 
 
 @app.command()

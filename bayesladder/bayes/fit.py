@@ -52,10 +52,19 @@ class FitConfig:
 
 @dataclass
 class LadderFit:
+    """A fitted posterior with what made it: config, the dataset's content hash and path, its diagnostics.
+
+    ``diagnostics`` is the record of :func:`bayesladder.bayes.diagnostics.diagnose` (``ok``, ``failures``,
+    ...) once the fit was checked, so that every command showing this fit's numbers can say whether to
+    trust them without recomputing it.
+    """
+
     tree: xr.DataTree
     config: FitConfig
     data_hash: str
     seconds: float = float("nan")
+    dataset_path: str = ""
+    diagnostics: dict | None = None
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -69,6 +78,14 @@ class LadderFit:
     def sizes(self) -> list[str]:
         return [str(s) for s in self.tree["posterior"]["size"].values]
 
+    def largest_rung(self) -> tuple[float, float]:
+        """(largest N, largest final D) among the runs the fit saw."""
+        const = self.constants
+        return (
+            float(np.exp(const["loss_x"].values.max() + const.attrs["log_n_ref"])),
+            float(np.exp(const["loss_y"].values.max() + const.attrs["log_d_ref"])),
+        )
+
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         tree = self.tree.copy()
@@ -78,7 +95,10 @@ class LadderFit:
             fit_config=_config_json(self.config),
             data_hash=self.data_hash,
             fit_seconds=self.seconds,
+            dataset_path=self.dataset_path,
         )
+        if self.diagnostics is not None:
+            tree.attrs["diagnostics"] = json.dumps(self.diagnostics)
         schema.atomic_write_netcdf(tree, path)
         return path
 
@@ -110,7 +130,15 @@ class LadderFit:
             raise BayesLadderError(
                 f"{path}: was fitted on a different dataset than the one given; refit it on that dataset"
             )
-        return cls(tree=tree, config=config, data_hash=data_hash, seconds=float(tree.attrs.get("fit_seconds", np.nan)))
+        diagnostics = json.loads(tree.attrs["diagnostics"]) if "diagnostics" in tree.attrs else None
+        return cls(
+            tree=tree,
+            config=config,
+            data_hash=data_hash,
+            seconds=float(tree.attrs.get("fit_seconds", np.nan)),
+            dataset_path=str(tree.attrs.get("dataset_path", "")),
+            diagnostics=diagnostics,
+        )
 
 
 def fit(ds: xr.Dataset, config: FitConfig, progress: bool = False) -> LadderFit:
@@ -137,7 +165,13 @@ def fit(ds: xr.Dataset, config: FitConfig, progress: bool = False) -> LadderFit:
     )
     tree["observed_data"] = xr.DataTree(observed_data(data))
     tree["constant_data"] = xr.DataTree(constant_data(data))
-    return LadderFit(tree=tree, config=config, data_hash=schema.content_hash(ds), seconds=time.perf_counter() - start)
+    return LadderFit(
+        tree=tree,
+        config=config,
+        data_hash=schema.content_hash(ds),
+        seconds=time.perf_counter() - start,
+        dataset_path=str(ds.encoding.get("source", "")),
+    )
 
 
 def available_cores() -> int:
