@@ -469,7 +469,7 @@ def _set_threads(threads: int | None) -> None:
 @app.command()
 @reports_errors
 def train(
-    ladder: Annotated[Path, typer.Option("--ladder", help="Ladder spec (TOML), e.g. models/micro.toml.")],
+    spec_file: Annotated[Path, typer.Option("--spec", help="Ladder spec (TOML), e.g. models/micro.toml.")],
     rung: Annotated[
         str | None, typer.Option("--rung", help="One rung, SIZE-MULT, e.g. 35k-5xC (with what it branches from).")
     ] = None,
@@ -494,8 +494,7 @@ def train(
 
     if all_runs == (rung is not None):
         raise BayesLadderError("give either --rung SIZE-MULT or --all")
-    ladder_spec = spec.load(ladder)
-    runner.prepare(ladder_spec, rung, [str(p) for p in corpus] if corpus else None)  # bad input fails before any output
+    ladder_spec = spec.load(spec_file)
     _set_threads(threads)
     path = runner.train(ladder_spec, out, rung, [str(p) for p in corpus] if corpus else None, progress=progress)
     if os.environ.get("RANK", "0") != "0":

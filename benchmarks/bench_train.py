@@ -4,7 +4,7 @@ Both loops train the same model (same initial weights) on the same batches; ever
 one run, after warm-up steps (which include torch.compile's compile time, reported separately), alternating
 the two loops in rounds and timing by process CPU time, so that other jobs on a shared machine bias neither.
 
-    python benchmarks/bench_train.py [--size 54k --ladder models/micro.toml] [--steps 15] [--rounds 3] [--threads 1]
+    python benchmarks/bench_train.py [--size 54k --spec models/micro.toml] [--steps 15] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def timed(step_fn, batches, warmup):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ladder", default="models/micro.toml")
+    p.add_argument("--spec", default="models/micro.toml")
     p.add_argument("--size", default="", help="a size of the ladder spec (default: a built-in ~1M-parameter model)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
@@ -53,7 +53,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    s = spec.load(args.ladder)
+    s = spec.load(args.spec)
     size = s.sizes[args.size] if args.size else spec.SizeSpec("1M", 128, 6, 4, 352, 4096)
     s = spec.LadderSpec(
         **{**s.__dict__, "recipe": spec.Recipe(**{**s.recipe.__dict__, "dtype": "auto", "compile": args.compile})}

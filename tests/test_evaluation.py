@@ -5,12 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import signal
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import assert_clean_error, invoke
 
-from bayesladder.cli import app
 from bayesladder.errors import BayesLadderError
 from bayesladder.evaluation import tasks as T
 
@@ -163,6 +163,32 @@ def test_suite_tasks_are_deterministic_and_the_gold_is_the_real_text(kind, extra
         assert q.context + q.continuations[q.gold] in HELD
 
 
+@pytest.mark.parametrize("distractors", ["random", "nearby"])
+def test_a_passage_without_enough_distinct_distractors_is_an_error_not_an_endless_loop(distractors):
+    repetitive = "and it was so " * 1000  # every span that starts at a word is one of 4 texts
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("drawing distractors did not end"))
+    signal.alarm(30)
+    try:
+        with pytest.raises(BayesLadderError, match=r"task 't': .*fewer than 4 distinct 14-character spans"):
+            T.make_suite_task(
+                "t",
+                "continuation",
+                repetitive,
+                n_questions=5,
+                continuation_bytes=14,
+                n_choices=5,
+                distractors=distractors,
+            )
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    # with fewer choices than there are distinct spans, the same text makes a task
+    task = T.make_suite_task(
+        "t", "continuation", repetitive, n_questions=5, continuation_bytes=14, distractors=distractors
+    )
+    assert all(len(set(q.continuations)) == 4 for q in task.questions)
+
+
 def test_gold_positions_are_spread_over_choices():
     task = T.make_suite_task("t", "continuation", HELD, n_questions=200, context_bytes=20, continuation_bytes=10)
     counts = np.bincount([q.gold for q in task.questions], minlength=4)
@@ -197,7 +223,7 @@ def test_eval_command_scores_a_checkpoint(tmp_path, tiny_checkpoint):
     path.write_text(
         "\n".join(json.dumps({"query": f"q{i}", "choices": ["a", "bb", "c", "d"], "gold": i % 4}) for i in range(8))
     )
-    result = CliRunner().invoke(app, ["eval", str(tiny_checkpoint), "--task", str(path), "--json", "--threads", "1"])
+    result = invoke("eval", tiny_checkpoint, "--task", path, "--json", "--threads", "1")
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert row["task"] == "mine" and row["n_questions"] == 8 and row["chance"] == 0.25
@@ -207,12 +233,8 @@ def test_eval_command_scores_a_checkpoint(tmp_path, tiny_checkpoint):
 def test_eval_command_malformed_task_is_one_line(tmp_path, tiny_checkpoint):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"query": "a"}\n')
-    result = CliRunner().invoke(app, ["eval", str(tiny_checkpoint), "--task", str(path)])
-    assert result.exit_code != 0
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "bad.jsonl:1" in lines[0]
+    assert_clean_error(invoke("eval", tiny_checkpoint, "--task", path), "bad.jsonl:1")
 
 
 def test_eval_command_missing_checkpoint_is_one_line(tmp_path):
-    result = CliRunner().invoke(app, ["eval", str(tmp_path / "nope"), "--task", "x.jsonl"])
-    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1
+    assert_clean_error(invoke("eval", tmp_path / "nope", "--task", "x.jsonl"), "nope")

@@ -148,6 +148,8 @@ def load_any(path: str, name: str | None = None, limit: int | None = None) -> Ta
 # ---------------------------------------------------------------- offline suite from held-out text
 
 _WORD = re.compile(r"[A-Za-z]+")
+NEARBY_CHARS = 1500  # "nearby" distractors start within this many characters of the passage
+RANDOM_MIN_DISTANCE = 2000  # "random" distractors start more than this many characters away from it
 
 
 def _rng(name: str, seed: int) -> np.random.Generator:
@@ -170,14 +172,17 @@ def make_suite_task(
 ) -> Task:
     """A deterministic task from held-out text (ASCII-safe: positions are in characters of ``heldout``)."""
     rng = _rng(name, seed)
-    if kind == "continuation":
-        qs = _continuation(
-            heldout, rng, n_questions, context_bytes, continuation_bytes, distractors, boundary, n_choices
-        )
-    elif kind == "cloze":
-        qs = _cloze(heldout, train_text or heldout, rng, n_questions, context_bytes, n_choices)
-    else:
-        raise BayesLadderError(f"task '{name}': unknown suite kind '{kind}'")
+    try:
+        if kind == "continuation":
+            qs = _continuation(
+                heldout, rng, n_questions, context_bytes, continuation_bytes, distractors, boundary, n_choices
+            )
+        elif kind == "cloze":
+            qs = _cloze(heldout, train_text or heldout, rng, n_questions, context_bytes, n_choices)
+        else:
+            raise BayesLadderError(f"unknown suite kind '{kind}'")
+    except BayesLadderError as exc:
+        raise BayesLadderError(f"task '{name}': {exc}") from None
     return Task(
         name,
         tuple(qs),
@@ -198,18 +203,40 @@ def _continuation(text, rng, n, ctx, cont, distractors, boundary, k):
     for p in rng.choice(starts, size=n, replace=False):
         gold = text[p : p + cont]
         if distractors == "nearby":
-            pool = starts[(np.abs(starts - p) > cont) & (np.abs(starts - p) < 1500)]
+            pool = starts[(np.abs(starts - p) > cont) & (np.abs(starts - p) < NEARBY_CHARS)]
         else:
-            pool = starts[np.abs(starts - p) > 2000]
+            pool = starts[np.abs(starts - p) > RANDOM_MIN_DISTANCE]
         others = []
+        draws = 0
         while len(others) < k - 1:
+            if draws % 1000 == 999 or len(pool) == 0:  # rarely: are there enough distinct spans at all?
+                _check_distractors(text, pool, p, cont, distractors, k)
             q = int(rng.choice(pool))
+            draws += 1
             span = text[q : q + cont]
             if span != gold and span not in others:
                 others.append(span)
         choices, gold_idx = _shuffle([gold] + others, rng)
         questions.append(Question(text[p - ctx : p], tuple(choices), gold_idx))
     return questions
+
+
+def _check_distractors(text: str, pool: np.ndarray, p: int, cont: int, distractors: str, k: int) -> None:
+    """Refuse a passage whose pool has fewer than ``k - 1`` distinct spans other than the gold one (drawing
+    distractors from it would never end)."""
+    gold = text[p : p + cont]
+    if len({text[q : q + cont] for q in pool} - {gold}) >= k - 1:
+        return
+    where = (
+        f"within {NEARBY_CHARS} characters of"
+        if distractors == "nearby"
+        else f"more than {RANDOM_MIN_DISTANCE} characters away from"
+    )
+    fix = "distractors = 'random', " if distractors == "nearby" else ""
+    raise BayesLadderError(
+        f"the held-out text has fewer than {k - 1} distinct {cont}-character spans {where} the passage at "
+        f"character {p} to use as distractors; use {fix}fewer n_choices or a larger, more varied corpus"
+    )
 
 
 def _cloze(text, train_text, rng, n, ctx, k):
@@ -227,6 +254,11 @@ def _cloze(text, train_text, rng, n, ctx, k):
         r = rank[word]
         lo, hi = max(0, r - 30), min(len(ranked), r + 31)
         pool = [w for w in ranked[lo:hi] if w != word]
+        if len(pool) < k - 1:
+            raise BayesLadderError(
+                f"the training text has only {len(ranked)} words seen at least 5 times, too few for {k} choices; "
+                "use fewer n_choices or a larger corpus"
+            )
         others = [str(w) for w in rng.choice(pool, size=k - 1, replace=False)]
         choices, gold_idx = _shuffle([word] + others, rng)
         # the context ends before the space; each continuation is " word"

@@ -12,6 +12,8 @@ a resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -72,6 +74,14 @@ def load_text(corpus: CorpusSpec, paths: list[str] | None = None, base: Path | N
 class Corpus:
     train: np.ndarray  # uint8 bytes
     heldout: np.ndarray
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """Of the training and held-out bytes: a run continues only on the corpus it started on."""
+        digest = hashlib.sha256(len(self.train).to_bytes(8, "little"))
+        digest.update(self.train.tobytes())
+        digest.update(self.heldout.tobytes())
+        return digest.hexdigest()
 
     @classmethod
     def from_text(cls, text: str, corpus: CorpusSpec) -> Corpus:

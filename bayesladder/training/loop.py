@@ -8,16 +8,18 @@ global batch and rank 0 evaluates and writes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bayesladder.errors import BayesLadderError
 from bayesladder.training import checkpoint, data, schedule
 from bayesladder.training.model import build, count_n
-from bayesladder.training.spec import TOKENS_PER_PARAM_1XC, LadderSpec, RunPlan, n_params, peak_lr
+from bayesladder.training.spec import TOKENS_PER_PARAM_1XC, LadderSpec, RunPlan, n_params, peak_lr, plan
 
 
 @dataclass
@@ -53,6 +55,41 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def run_record(run: RunPlan, env: Env) -> dict:
+    """What a run's weights depend on, stored in each of its checkpoints: its plan (multiplier, steps, batch,
+    schedule, branch points), its model (architecture and size), the recipe (LR rule, warmup, optimizer, seed,
+    dtype, ...), the corpus it reads and the precision it runs in."""
+    spec = env.spec
+    size = spec.sizes[run.size]
+    return {
+        "run": asdict(run),
+        "model": {"architecture": spec.architecture, "vocab_size": spec.vocab_size, "seq_len": spec.seq_len},
+        "size": asdict(size),
+        "recipe": asdict(spec.recipe),
+        "corpus_sha256": env.corpus.sha256,
+        "bf16": use_bf16(spec, n_params(size, spec), env.device),
+    }
+
+
+def check_checkpoints(run: RunPlan, env: Env) -> dict:
+    """Refuse every checkpoint ``run`` would continue from (its final and last ones, its parent's branch point)
+    that was written under a different record than ``env`` gives it; return the run's record."""
+    record = run_record(run, env)
+    rdir = env.run_dir(run.name)
+    for name in ("final", "last"):
+        if (rdir / name).is_dir():
+            checkpoint.check_record(rdir / name, record)
+    if run.parent and (branch := branch_checkpoint(run, env)).is_dir():
+        parent = next(r for r in plan(env.spec) if r.name == run.parent)
+        checkpoint.check_record(branch, run_record(parent, env))
+    return record
+
+
+def branch_checkpoint(run: RunPlan, env: Env) -> Path:
+    """The parent's checkpoint a warmup-stable-decay branch starts from."""
+    return env.run_dir(run.parent) / f"branch-{run.start_step}"
 
 
 def lr_at(run: RunPlan, spec: LadderSpec, step: int) -> float:
@@ -122,6 +159,7 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
     spec, r = env.spec, env.spec.recipe
     size = spec.sizes[run.size]
     rdir = env.run_dir(run.name)
+    record = check_checkpoints(run, env)
     evals_path = rdir / "evals.json"
     evals = checkpoint.read_json(evals_path, [])
     if (rdir / "final" / "model.safetensors").is_file() and evals and evals[-1]["step"] == run.steps:
@@ -137,12 +175,17 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
         step = checkpoint.load_into(rdir / "last", model, optimizer)
         evals = [e for e in evals if e["step"] <= step]
     elif run.parent:
-        parent_dir = env.run_dir(run.parent)
-        step = checkpoint.load_into(parent_dir / f"branch-{run.start_step}", model, optimizer)
-        evals = [e for e in checkpoint.read_json(parent_dir / "evals.json", []) if e["step"] <= run.start_step]
+        branch = branch_checkpoint(run, env)
+        if not branch.is_dir():
+            raise BayesLadderError(
+                f"{run.name} starts from {branch}, which is missing; train {run.parent} first (--rung {run.name} "
+                "trains both)"
+            )
+        step = checkpoint.load_into(branch, model, optimizer)
+        evals = [e for e in checkpoint.read_json(branch.parent / "evals.json", []) if e["step"] <= run.start_step]
     else:
         evals = []
-    bf16 = use_bf16(spec, n, env.device)
+    bf16 = record["bf16"]
     wrapped = model
     if env.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -214,11 +257,11 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
             bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.2e}", refresh=False)
         # -------------------------------------------------------------- evaluate and checkpoint
         if step in branch_points and env.rank == 0:
-            checkpoint.save(rdir / f"branch-{step}", model, optimizer, step)
+            checkpoint.save(rdir / f"branch-{step}", model, optimizer, step, record)
         if step in todo:
             if env.rank == 0:
                 evals.append(evaluate(model, env, step, step * run.batch_tokens))
-                checkpoint.save(rdir / "last", model, optimizer, step)
+                checkpoint.save(rdir / "last", model, optimizer, step, record)
                 checkpoint.write_json(evals_path, evals)
                 if env.on_eval is not None:
                     env.on_eval()
@@ -229,7 +272,7 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
     if bar is not None:
         bar.close()
     if step >= run.steps and env.rank == 0:
-        checkpoint.save(rdir / "final", model)
+        checkpoint.save(rdir / "final", model, record=record)
         shutil.rmtree(rdir / "last", ignore_errors=True)
     return evals
 
@@ -251,7 +294,7 @@ def train_step(
     chunks = list(zip(x.split(micro), y.split(micro)))
     loss_sum = 0.0
     for i, (xb, yb) in enumerate(chunks):
-        ctx = wrapped.no_sync() if (ddp and i < len(chunks) - 1) else _null()
+        ctx = wrapped.no_sync() if (ddp and i < len(chunks) - 1) else contextlib.nullcontext()
         with ctx, torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
             logits = wrapped(input_ids=xb).logits
             loss = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten()) * (len(xb) / len(x))
@@ -262,11 +305,3 @@ def train_step(
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(loss_sum)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -1,7 +1,8 @@
 """Train a ladder (or one rung) and keep its ladder dataset up to date.
 
-``train(spec, out)`` checks every input first (spec, rung, corpus, tasks) so that a bad one leaves no output,
-then trains the runs in order and rewrites ``out/ladder.nc`` (validated, atomic) after every evaluation.
+``train(spec, out)`` checks every input first (rung, corpus, tasks, and the checkpoints in ``out`` that runs would
+continue from) so that a bad one leaves no output, then trains the runs in order and rewrites ``out/ladder.nc``
+(validated, atomic) after every evaluation.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def make_task(t: TaskSpec, heldout: str, train_text: str, seed: int, base: Path 
 
 
 def prepare(spec: LadderSpec, rung: str | None, corpus_paths: list[str] | None = None):
-    """Everything that can fail on bad input, before anything is written."""
+    """The runs to train, the corpus and the evaluation tasks; every problem of these inputs raises here."""
     runs = select(spec, rung)
     base = Path(spec.path).parent if spec.path else None
     text = data.load_text(spec.corpus, corpus_paths, base)
@@ -72,19 +73,26 @@ def train(
     progress: bool = True,
     device: str | None = None,
 ) -> Path:
+    """Train the runs of ``rung`` (with the run it branches from), or of the whole ladder when it is None, into
+    ``out``, resuming interrupted ones; return the path of the ladder dataset. Under ``torchrun`` every process
+    calls it (data-parallel). Bad input raises :class:`BayesLadderError` before anything is written."""
     import torch
 
-    from bayesladder.training.loop import Env, train_run
+    from bayesladder.training.loop import Env, check_checkpoints, train_run
 
-    runs, corpus, tasks = prepare(spec, rung, corpus_paths)
+    if out.exists() and not out.is_dir():
+        raise BayesLadderError(f"output folder {out} is a file; give a folder")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if device is None:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
+    runs, corpus, tasks = prepare(spec, rung, corpus_paths)
+    env = Env(spec, out, corpus, tasks, device, rank, world, progress)
+    for run in runs:
+        check_checkpoints(run, env)
     if world > 1:
         torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda"):
             torch.cuda.set_device(device)
-    env = Env(spec, out, corpus, tasks, device, rank, world, progress)
     env.on_eval = lambda: write_dataset(spec, out, tasks)
     try:
         for run in runs:
@@ -111,14 +119,11 @@ def collect(spec: LadderSpec, out: Path) -> list[tuple[dict, list[dict]]]:
     return found
 
 
-def write_dataset(spec: LadderSpec, out: Path, tasks: list, path: Path | None = None) -> Path | None:
+def write_dataset(spec: LadderSpec, out: Path, tasks: list) -> Path | None:
     found = collect(spec, out)
     if not found:
         return None
-    ds = to_dataset(spec, found, tasks)
-    path = path or out / "ladder.nc"
-    schema.write(ds, path)
-    return path
+    return schema.write(to_dataset(spec, found, tasks), out / "ladder.nc")
 
 
 def to_dataset(spec: LadderSpec, found, tasks: list):

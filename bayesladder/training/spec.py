@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from bayesladder.errors import BayesLadderError
@@ -17,6 +17,8 @@ TOKENS_PER_PARAM_1XC = 20.0
 ARCHITECTURES = ("llama", "olmo2")
 SCHEDULES = ("cosine", "wsd")
 DTYPES = ("fp32", "bf16", "auto")
+TASK_KINDS = ("continuation", "cloze", "olmo", "jsonl")
+TOP_KEYS = ("name", "architecture", "vocab_size", "seq_len", "ladder", "sizes", "train", "corpus", "eval", "targets")
 
 
 @dataclass(frozen=True)
@@ -122,136 +124,181 @@ def load(path: str | Path) -> LadderSpec:
 
 
 def parse(raw: dict, path: str = "") -> LadderSpec:
-    top_keys = {
-        "name",
-        "architecture",
-        "vocab_size",
-        "seq_len",
-        "ladder",
-        "sizes",
-        "train",
-        "corpus",
-        "eval",
-        "targets",
-    }
-    _check_keys(raw, top_keys, "the top level")
-    for key in ("name", "sizes", "ladder"):
-        if key not in raw:
-            raise BayesLadderError(f"missing '{key}'")
+    """A :class:`LadderSpec` from a parsed TOML table; every problem of the spec is reported in one error."""
+    problems: list[str] = []
+    _check_keys(raw, TOP_KEYS, "the top level", problems)
+    problems += [f"missing '{key}'" for key in ("name", "sizes", "ladder") if key not in raw]
     architecture = raw.get("architecture", "llama")
     if architecture not in ARCHITECTURES:
-        raise BayesLadderError(f"architecture '{architecture}' is not one of {', '.join(ARCHITECTURES)}")
-    vocab_size = _positive_int(raw.get("vocab_size", 256), "vocab_size")
-    seq_len = _positive_int(raw.get("seq_len", 128), "seq_len")
+        problems.append(f"architecture '{architecture}' is not one of {', '.join(ARCHITECTURES)}")
+    vocab_size = _positive_int(raw.get("vocab_size", 256), "vocab_size", problems)
+    seq_len = _positive_int(raw.get("seq_len", 128), "seq_len", problems)
 
-    sizes = {}
-    for name, table in raw["sizes"].items():
-        sizes[name] = _size(name, table)
+    sizes_raw = _table(raw.get("sizes", {}), "[sizes]", problems)
+    sizes = {name: size for name, table in sizes_raw.items() if (size := _size(name, table, problems))}
+    defined = f"(defined: {', '.join(sizes_raw)})"
 
-    ladder = raw["ladder"]
-    _check_keys(ladder, {"sizes", "multipliers"}, "[ladder]")
-    ladder_sizes = tuple(ladder.get("sizes", []))
-    unknown = [s for s in ladder_sizes if s not in sizes]
-    if unknown:
-        raise BayesLadderError(f"[ladder] sizes {unknown} are not defined under [sizes]; defined: {sorted(sizes)}")
-    multipliers = tuple(float(m) for m in ladder.get("multipliers", []))
-    if not ladder_sizes or not multipliers or min(multipliers) <= 0:
-        raise BayesLadderError("[ladder] needs non-empty 'sizes' and positive 'multipliers'")
+    ladder = _table(raw.get("ladder", {}), "[ladder]", problems)
+    _check_keys(ladder, ("sizes", "multipliers"), "[ladder]", problems)
+    ladder_sizes = ladder.get("sizes", [])
+    if not isinstance(ladder_sizes, list) or not all(isinstance(s, str) for s in ladder_sizes):
+        problems.append(f"[ladder] sizes must be a list of size names, got {ladder_sizes!r}")
+        ladder_sizes = []
+    ladder_sizes = tuple(ladder_sizes)
+    unknown = [s for s in ladder_sizes if s not in sizes_raw]
+    if unknown and "sizes" in raw:
+        problems.append(f"[ladder] sizes {unknown} are not defined under [sizes] {defined}")
+    multipliers = ladder.get("multipliers", [])
+    multipliers = tuple(multipliers) if isinstance(multipliers, list) else (multipliers,)
+    if not all(_is_number(m) and m > 0 for m in multipliers):
+        problems.append(f"[ladder] multipliers must be positive numbers, got {list(multipliers)}")
+    if "ladder" in raw and (not ladder_sizes or not multipliers):
+        problems.append("[ladder] needs non-empty 'sizes' and 'multipliers'")
 
-    recipe = _dataclass(Recipe, raw.get("train", {}), "[train]")
+    recipe = _dataclass(Recipe, raw.get("train", {}), "[train]", problems) or Recipe()
     if recipe.schedule not in SCHEDULES:
-        raise BayesLadderError(f"[train] schedule '{recipe.schedule}' is not one of {', '.join(SCHEDULES)}")
+        problems.append(f"[train] schedule '{recipe.schedule}' is not one of {', '.join(SCHEDULES)}")
     if recipe.dtype not in DTYPES:
-        raise BayesLadderError(f"[train] dtype '{recipe.dtype}' is not one of {', '.join(DTYPES)}")
-    if not 0 < recipe.decay_fraction <= 1:
-        raise BayesLadderError("[train] decay_fraction must lie in (0, 1]")
+        problems.append(f"[train] dtype '{recipe.dtype}' is not one of {', '.join(DTYPES)}")
+    if _is_number(recipe.decay_fraction) and not 0 < recipe.decay_fraction <= 1:
+        problems.append("[train] decay_fraction must lie in (0, 1]")
 
-    corpus_raw = dict(raw.get("corpus", {}))
+    corpus_raw = dict(_table(raw.get("corpus", {}), "[corpus]", problems))
     if "paths" in corpus_raw:
-        corpus_raw["paths"] = tuple(corpus_raw["paths"])
-    corpus = _dataclass(CorpusSpec, corpus_raw, "[corpus]")
+        paths = corpus_raw.pop("paths")
+        if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
+            corpus_raw["paths"] = tuple(paths)
+        else:
+            problems.append(f"[corpus] paths must be a list of file names, got {paths!r}")
+    corpus = _dataclass(CorpusSpec, corpus_raw, "[corpus]", problems) or CorpusSpec()
     if corpus.source not in ("kjv", "files"):
-        raise BayesLadderError(f"[corpus] source '{corpus.source}' is not one of files, kjv")
+        problems.append(f"[corpus] source '{corpus.source}' is not one of files, kjv")
 
-    eval_raw = dict(raw.get("eval", {}))
-    tasks = tuple(_task(t) for t in eval_raw.pop("tasks", []))
+    eval_raw = dict(_table(raw.get("eval", {}), "[eval]", problems))
+    tasks = tuple(task for t in eval_raw.pop("tasks", []) if (task := _task(t, problems)))
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
-        raise BayesLadderError("[[eval.tasks]] names must be unique")
-    eval_spec = _dataclass(EvalSpec, {**eval_raw, "tasks": tasks}, "[eval]")
+        problems.append(f"[[eval.tasks]] names must be unique: {sorted({n for n in names if names.count(n) > 1})}")
+    eval_spec = _dataclass(EvalSpec, {**eval_raw, "tasks": tasks}, "[eval]", problems) or EvalSpec()
 
     targets = []
     for t in raw.get("targets", []):
-        target = _dataclass(TargetSpec, t, "[[targets]]")
-        if target.size not in sizes:
-            raise BayesLadderError(
-                f"target size '{target.size}' is not defined under [sizes]; defined: {sorted(sizes)}"
-            )
+        target = _dataclass(TargetSpec, t, "[[targets]]", problems)
+        if target is None:
+            continue
+        if target.size not in sizes_raw:
+            problems.append(f"target size '{target.size}' is not defined under [sizes] {defined}")
+        if target.schedule != "cosine":
+            problems.append(f"target {target.size}: targets are trained with schedule = 'cosine'")
         targets.append(target)
-    return LadderSpec(
+    if problems:
+        raise BayesLadderError("; ".join(problems))
+    spec = LadderSpec(
         name=str(raw["name"]),
         architecture=architecture,
         vocab_size=vocab_size,
         seq_len=seq_len,
         sizes=sizes,
         ladder_sizes=ladder_sizes,
-        multipliers=multipliers,
+        multipliers=tuple(float(m) for m in multipliers),
         recipe=recipe,
         corpus=corpus,
         eval=eval_spec,
         targets=tuple(targets),
         path=path,
     )
+    plan(spec)  # run names must not collide
+    return spec
 
 
-def _size(name: str, table: dict) -> SizeSpec:
-    size = _dataclass(SizeSpec, {"name": name, **table}, f"[sizes.{name}]")
+def _size(name: str, table: dict, problems: list[str]) -> SizeSpec | None:
+    where = f"[sizes.{name}]"
+    size = _dataclass(SizeSpec, {"name": name, **_table(table, where, problems)}, where, problems)
+    if size is None:
+        return None
+    sound = True
     for key in ("d_model", "n_layers", "n_heads", "mlp_hidden", "batch_tokens"):
         value = getattr(size, key)
         if not isinstance(value, int) or value <= 0:
-            raise BayesLadderError(f"[sizes.{name}] {key} must be a positive integer, got {value!r}")
+            problems.append(f"{where} {key} must be a positive integer, got {value!r}")
+            sound = False
     for key in ("n_kv_heads", "micro_batch_rows"):
-        if not isinstance(getattr(size, key), int) or getattr(size, key) < 0:
-            raise BayesLadderError(f"[sizes.{name}] {key} must be a non-negative integer")
-    if size.d_model % size.n_heads:
-        raise BayesLadderError(f"[sizes.{name}] d_model {size.d_model} is not divisible by n_heads {size.n_heads}")
-    return size
+        value = getattr(size, key)
+        if not isinstance(value, int) or value < 0:
+            problems.append(f"{where} {key} must be a non-negative integer, got {value!r}")
+            sound = False
+    if sound and size.d_model % size.n_heads:
+        problems.append(f"{where} d_model {size.d_model} is not divisible by n_heads {size.n_heads}")
+    return size if sound else None
 
 
-def _task(table: dict) -> TaskSpec:
-    task = _dataclass(TaskSpec, table, "[[eval.tasks]]")
-    if task.kind not in ("continuation", "cloze", "olmo", "jsonl"):
-        raise BayesLadderError(f"task '{task.name}': kind '{task.kind}' is not one of cloze, continuation, jsonl, olmo")
+def _task(table: dict, problems: list[str]) -> TaskSpec | None:
+    task = _dataclass(TaskSpec, table, "[[eval.tasks]]", problems)
+    if task is None:
+        return None
+    where = f"task '{task.name}'"
+    if task.kind not in TASK_KINDS:
+        problems.append(f"{where}: kind '{task.kind}' is not one of {', '.join(sorted(TASK_KINDS))}")
     if task.kind in ("olmo", "jsonl") and not task.path:
-        raise BayesLadderError(f"task '{task.name}': kind '{task.kind}' needs a 'path'")
-    if task.distractors not in ("random", "nearby") or task.boundary not in ("word", "any"):
-        raise BayesLadderError(f"task '{task.name}': distractors is random or nearby, boundary is word or any")
-    if task.n_questions <= 0 or task.n_choices < 2:
-        raise BayesLadderError(f"task '{task.name}': n_questions must be positive and n_choices at least 2")
+        problems.append(f"{where}: kind '{task.kind}' needs a 'path'")
+    if task.distractors not in ("random", "nearby"):
+        problems.append(f"{where}: distractors '{task.distractors}' is not one of nearby, random")
+    if task.boundary not in ("word", "any"):
+        problems.append(f"{where}: boundary '{task.boundary}' is not one of any, word")
+    if isinstance(task.n_questions, int) and task.n_questions <= 0:
+        problems.append(f"{where}: n_questions must be positive")
+    if isinstance(task.n_choices, int) and task.n_choices < 2:
+        problems.append(f"{where}: n_choices must be at least 2")
     return task
 
 
-def _dataclass(cls, table: dict, where: str):
+# what each annotation of the spec dataclasses accepts from TOML (bool is an int in Python, but not here)
+_ACCEPTS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _dataclass(cls, table, where: str, problems: list[str]):
+    """``cls(**table)`` with its unknown keys, missing keys and mistyped values appended to ``problems``; the
+    dataclass is built from the keys it knows (to check the rest), or None when a required key is missing."""
     if not isinstance(table, dict):
-        raise BayesLadderError(f"{where} must be a table")
-    _check_keys(table, {f.name for f in fields(cls)}, where)
-    try:
-        return cls(**table)
-    except TypeError as exc:
-        raise BayesLadderError(f"{where}: {exc}") from None
+        problems.append(f"{where} must be a table")
+        return None
+    known = {f.name: f for f in fields(cls)}
+    _check_keys(table, known, where, problems)
+    values = {k: v for k, v in table.items() if k in known}
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    usable = True
+    for key, value in list(values.items()):
+        accepts = _ACCEPTS.get(known[key].type)
+        if accepts and (not isinstance(value, accepts) or (isinstance(value, bool) and bool not in accepts)):
+            problems.append(f"{where} {key} must be of type {known[key].type}, got {value!r}")
+            del values[key]  # an optional key falls back to its default, so later checks see a sound value
+            usable = usable and key not in required
+    missing = sorted(required - set(values) - set(table))
+    if missing:
+        problems.append(f"{where} is missing {', '.join(missing)}")
+    return cls(**values) if usable and not missing else None
 
 
-def _check_keys(table: dict, valid: set[str], where: str) -> None:
-    unknown = sorted(set(table) - valid)
+def _table(value, where: str, problems: list[str]) -> dict:
+    if isinstance(value, dict):
+        return value
+    problems.append(f"{where} must be a table")
+    return {}
+
+
+def _check_keys(table: dict, valid, where: str, problems: list[str]) -> None:
+    unknown = sorted(set(table) - set(valid))
     if unknown:
-        raise BayesLadderError(
-            f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: {', '.join(sorted(valid))}"
-        )
+        problems.append(f"unknown key(s) {', '.join(unknown)} in {where} (valid keys: {', '.join(sorted(valid))})")
 
 
-def _positive_int(value, name: str) -> int:
-    if not isinstance(value, int) or value <= 0:
-        raise BayesLadderError(f"{name} must be a positive integer, got {value!r}")
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive_int(value, name: str, problems: list[str]) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        problems.append(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
@@ -365,8 +412,6 @@ def plan(spec: LadderSpec) -> list[RunPlan]:
                 size.batch_tokens,
             )
         )
-        if t.schedule != "cosine":
-            raise BayesLadderError("targets are trained with schedule = 'cosine'")
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise BayesLadderError(f"run names collide: {names}")

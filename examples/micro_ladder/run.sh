@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-micro_ladder_out}"
 start=$(date +%s)
-bayesladder train --ladder models/micro.toml --all --out "$out" --threads "${BAYESLADDER_THREADS:-1}"
+bayesladder train --spec models/micro.toml --all --out "$out" --threads "${BAYESLADDER_THREADS:-1}"
 echo "micro ladder trained and evaluated in $(( $(date +%s) - start )) s; dataset: $out/ladder.nc"
 if [[ "${2:-}" == "--copy" ]]; then
     cp "$out/ladder.nc" bayesladder/data/micro_ladder.nc
