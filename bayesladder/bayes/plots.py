@@ -6,12 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import arviz as az
-import matplotlib
+import matplotlib.pyplot as plt
 
 from bayesladder.bayes.diagnostics import posterior_predictive
 from bayesladder.bayes.fit import LadderFit
-
-matplotlib.use("Agg")
 
 KEY_PARAMETERS = [
     "log_alpha_mu",
@@ -38,7 +36,7 @@ def write_diagnostic_plots(fitted: LadderFit, folder: str | Path) -> list[Path]:
     written = []
     for name, draw in figures.items():
         collection = draw()
-        collection.savefig(folder / name, dpi=80)
-        matplotlib.pyplot.close("all")
+        collection.savefig(folder / name, dpi=80)  # PNG is rendered by Agg whatever the interactive backend
+        plt.close(collection.get_viz("figure"))
         written.append(folder / name)
     return written

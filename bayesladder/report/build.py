@@ -20,7 +20,7 @@ from bayesladder.bayes.diagnostics import Diagnostics, Thresholds, diagnose
 from bayesladder.bayes.fit import LadderFit
 from bayesladder.bayes.predict import predictive_draws
 from bayesladder.errors import BayesLadderError
-from bayesladder.ladder import actual_final, final_points, resolve_target, select_runs
+from bayesladder.ladder import actual_final, resolve_target, select_runs
 from bayesladder.report import figures
 from bayesladder.targets import KNOWN_TARGETS, Target
 
@@ -347,8 +347,3 @@ def _thinned(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
     total = posterior.sizes["chain"] * posterior.sizes["draw"]
     step = max(1, int(np.ceil(total / max_draws)))
     return posterior.isel(draw=slice(None, None, step))
-
-
-def ladder_finals(ds, runs, tasks) -> pd.DataFrame:
-    finals = final_points(ds, runs)
-    return finals[finals["task"].isin(tasks)]

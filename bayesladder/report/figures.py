@@ -1,16 +1,13 @@
-"""The report's figures (matplotlib, Agg), each returned as PNG bytes."""
+"""The report's figures (matplotlib Figure objects; pyplot's backend untouched), each returned as PNG bytes."""
 
 from __future__ import annotations
 
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pymc as pm
+from matplotlib.figure import Figure
 from scipy.special import expit
 
 from bayesladder import baseline
@@ -44,7 +41,8 @@ def _n_of_size(ds, size: str) -> float:
 def _grid_axes(n: int, width: float = 4.2, height: float = 3.3):
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig = Figure(figsize=(width * cols, height * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -74,7 +72,8 @@ def step1(ds, fitted, thin, runs, tasks, specs, draws, seed) -> list[tuple[str, 
         )
     out = []
     for i, task in enumerate(tasks):
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.subplots()
         for label, (q, color, dashed) in curves.items():
             ax.fill_between(grid, q[0, :, i], q[2, :, i], color=color, alpha=0.18, lw=0)
             ax.plot(grid, q[1, :, i], color=color, ls="--" if dashed else "-", lw=1.2, label=f"{label} curve")
@@ -131,7 +130,8 @@ def step2(ds, thin, constants, runs, tasks, specs, draws) -> list[tuple[str, byt
     post = thin.stack(sample=("chain", "draw")).transpose("sample", ...)
     out = []
     for i, task in enumerate(tasks):
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.subplots()
         all_loss = []
         for run in runs:
             _, loss, acc = step2_checkpoints(ds, run, task)
