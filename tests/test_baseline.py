@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -131,10 +132,11 @@ def test_step2_drops_the_first_ceil_ten_percent(n, dropped):
 def test_step2_points_smooth_each_run_separately():
     ds = tiny_dataset([11, 4])
     loss, acc = baseline.step2_points(ds, ["r11", "r4"], "t")
-    # r11: drop 2, then rows 12..20 smoothed; r4: drop 1, then rows 11..13 smoothed, not mixed with r11's
-    expected_11 = ladder.trailing_moving_average(10 + np.arange(2, 11, dtype=float), 5)
-    np.testing.assert_allclose(loss, np.concatenate([expected_11, [11, 11.5, 12]]))
-    np.testing.assert_allclose(acc, (loss - 10) / 100, atol=1e-12)
+    # r11: losses 10..20, drop 2, then 12..20 smoothed over up to 5 trailing points;
+    # r4: losses 10..13, drop 1, then 11..13 smoothed, not mixed with r11's
+    expected = [12, 12.5, 13, 13.5, 14, 15, 16, 17, 18] + [11, 11.5, 12]
+    np.testing.assert_allclose(loss, expected)
+    np.testing.assert_allclose(acc, (np.array(expected) - 10) / 100, atol=1e-12)
 
 
 def test_final_points_use_the_last_five_checkpoints():
@@ -146,20 +148,25 @@ def test_final_points_use_the_last_five_checkpoints():
     assert finals.loc["r3", "accuracy"] == pytest.approx(0.01)
 
 
+def paper_task_loss(n, d):
+    """The paper's step 1 with known parameters: L(N, D) = A / N^alpha + B / D^beta + E."""
+    return 54.6 / n**0.25 + 1096.6 / d**0.3 + 0.6
+
+
 def test_step1_recovers_a_known_power_law():
-    truth = (4.0, 7.0, 0.25, 0.3, 0.6)
     n, d = np.meshgrid([1e8, 3e8, 1e9, 3e9], [2e9, 1e10, 5e10, 2e11])
-    loss = baseline.power_law(np.log(n.ravel()), np.log(d.ravel()), *truth)
-    fitted = baseline.fit_step1(n.ravel(), d.ravel(), loss)
-    predicted = baseline.power_law(np.log(1e11), np.log(1e13), *fitted)
-    assert predicted == pytest.approx(baseline.power_law(np.log(1e11), np.log(1e13), *truth), rel=1e-3)
+    fits = {"t": baseline.TaskFit(baseline.fit_step1(n.ravel(), d.ravel(), paper_task_loss(n, d).ravel()), None)}
+    predicted = fits["t"].loss(1e11, 1e13)
+    assert predicted == pytest.approx(paper_task_loss(1e11, 1e13), rel=1e-3)
 
 
 def test_step2_recovers_a_known_sigmoid():
-    truth = (-0.75, 1.2, 6.0, 1.0)  # passes through the anchor: accuracy(0) = 0.9994
+    def paper_accuracy(loss):  # the paper's step 2: a / (1 + exp(-k (L - L0))) + b; accuracy(0) = 0.9994
+        return -0.75 / (1 + np.exp(-6.0 * (loss - 1.2))) + 1.0
+
     loss = np.linspace(0.5, 3.0, 60)
-    fitted = baseline.fit_step2(loss, baseline.sigmoid(loss, *truth))
-    np.testing.assert_allclose(baseline.sigmoid(loss, *fitted), baseline.sigmoid(loss, *truth), atol=5e-3)
+    fitted = baseline.TaskFit(None, baseline.fit_step2(loss, paper_accuracy(loss)))
+    np.testing.assert_allclose(fitted.accuracy(loss), paper_accuracy(loss), atol=5e-3)
 
 
 def test_selection_errors(olmo_ladder_ds):
@@ -175,10 +182,11 @@ def test_selection_errors(olmo_ladder_ds):
     assert sorted(runs) == ["3B-0.5xC", "3B-1xC"]  # first replicate only
 
 
-def test_target_resolution(olmo_ladder_ds):
-    assert ladder.resolve_target(olmo_ladder_ds, "7B-4T", None, None) == KNOWN_TARGETS["7B-4T"]
-    assert (KNOWN_TARGETS["7B-4T"].n_params, KNOWN_TARGETS["7B-4T"].tokens) == (6887575552, 3945065873408)
-    assert (KNOWN_TARGETS["13B-5T"].n_params, KNOWN_TARGETS["13B-5T"].tokens) == (13202396160, 5000088518656)
+def test_target_resolution(olmo_ladder_ds, olmo_data):
+    published = json.loads((olmo_data / "ladder.json").read_text())["targets"]
+    for name in ("7B-4T", "13B-5T"):
+        target = ladder.resolve_target(olmo_ladder_ds, name, None, None)
+        assert (target.name, target.n_params, target.tokens) == (name, published[name]["N"], published[name]["D"])
     explicit = ladder.resolve_target(None, None, 7e9, 2e12)
     assert (explicit.n_params, explicit.tokens) == (7e9, 2e12)
     with pytest.raises(BayesLadderError, match="unknown target '70B-15T'"):

@@ -14,9 +14,7 @@ import pytest
 
 from bayesladder.errors import BayesLadderError
 from bayesladder.importers import olmo_ladder
-from bayesladder.targets import KNOWN_TARGETS
 
-MMLU = {"stem": 0.215, "humanities": 0.335, "social_sciences": 0.219, "other": 0.231}
 TASKS = [
     "mmlu",
     "hellaswag",
@@ -41,23 +39,49 @@ CHANCE = dict(
     boolq=1 / 2,
     winogrande=1 / 2,
 )
-N_QUESTIONS = dict(
-    mmlu=3018 + 4705 + 3077 + 3242,
-    hellaswag=10042,
-    arc_challenge=1172,
-    arc_easy=2376,
-    piqa=1838,
-    csqa=1221,
-    socialiqa=1954,
-    openbookqa=500,
-    boolq=3270,
-    winogrande=1267,
-)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def published_targets(olmo_data: Path) -> dict[str, dict]:
+    """N and D of the 7B-4T and 13B-5T targets as ladder.json gives them."""
+    return json.loads((olmo_data / "ladder.json").read_text())["targets"]
+
+
+def readme_mmlu_weights(olmo_data: Path) -> dict[str, float]:
+    """The data README's weights of the four MMLU subject groups."""
+    text = " ".join((olmo_data / "README.md").read_text().split())
+    m = re.search(r"weights stem ([\d.]+), humanities ([\d.]+), social_sciences ([\d.]+), other ([\d.]+)", text)
+    return dict(zip(["stem", "humanities", "social_sciences", "other"], map(float, m.groups())))
+
+
+def readme_question_counts(olmo_data: Path) -> dict[str, int]:
+    """The data README's number of questions of each task's split (MMLU: its four test subject groups together)."""
+    text = " ".join((olmo_data / "README.md").read_text().split())
+    counts = {
+        "mmlu": sum(
+            map(
+                int,
+                re.search(r"mmlu test stem (\d+), humanities (\d+), social_sciences (\d+), other (\d+)", text).groups(),
+            )
+        )
+    }
+    for task, split in (
+        ("hellaswag", "_val"),
+        ("arc_challenge", " test"),
+        ("arc_easy", " test"),
+        ("piqa", "_val"),
+        ("csqa", "_val"),
+        ("socialiqa", "_val"),
+        ("openbookqa", " test"),
+        ("boolq", "_val"),
+        ("winogrande", "_val"),
+    ):
+        counts[task] = int(re.search(rf"\b{task}{split} (\d+)", text)[1])
+    return counts
 
 
 def readme_table(olmo_data: Path) -> dict[str, dict]:
@@ -147,8 +171,9 @@ def test_spot_values_recomputed_from_the_csv(olmo_ladder_ds, olmo_data, run, row
     def value(variable, task):
         return float(r[variable].sel(task=task))
 
-    mmlu_bpb = sum(w * cells[f"eval/downstream_bpb/mmlu_{g}_test_rc_5shot_bpb"] for g, w in MMLU.items())
-    mmlu_acc = sum(w * cells[f"eval/downstream/mmlu_{g}_test_rc_5shot_len_norm"] for g, w in MMLU.items())
+    weights = readme_mmlu_weights(olmo_data)
+    mmlu_bpb = sum(w * cells[f"eval/downstream_bpb/mmlu_{g}_test_rc_5shot_bpb"] for g, w in weights.items())
+    mmlu_acc = sum(w * cells[f"eval/downstream/mmlu_{g}_test_rc_5shot_len_norm"] for g, w in weights.items())
     assert value("task_loss", "mmlu") == pytest.approx(mmlu_bpb, rel=1e-12)
     assert value("accuracy", "mmlu") == pytest.approx(mmlu_acc, rel=1e-12)
     assert value("accuracy", "boolq") == cells["eval/downstream/boolq_val_rc_5shot_acc"]
@@ -162,11 +187,13 @@ def test_spot_values_recomputed_from_the_csv(olmo_ladder_ds, olmo_data, run, row
     assert float(r["val_loss"].sel(valset="c4_en")) == cells["eval/c4_en-validation/CrossEntropyLoss"]
 
 
-def test_chance_levels_and_question_counts(olmo_ladder_ds):
+def test_chance_levels_and_question_counts(olmo_ladder_ds, olmo_data):
     ds = olmo_ladder_ds
+    n_questions = readme_question_counts(olmo_data)
+    assert n_questions["mmlu"] == 14042 and n_questions["hellaswag"] == 10042
     for task in TASKS:
         assert float(ds["chance"].sel(task=task)) == pytest.approx(CHANCE[task]), task
-        assert float(ds["n_questions"].sel(task=task)) == N_QUESTIONS[task], task
+        assert float(ds["n_questions"].sel(task=task)) == n_questions[task], task
     assert str(ds["source_key"].sel(task="mmlu").values) == "mmlu_avg_test_5shot"
     assert str(ds["source_key"].sel(task="arc_challenge").values) == "arc_challenge_test_5shot"
 
@@ -223,13 +250,13 @@ def test_target_logs_import_as_targets(olmo_data, tmp_path):
     assert sorted(ds["run"].values.tolist()) == ["13B-5T", "190M-1xC", "370M-1xC", "7B-4T"]
     for name, rows in (("13B-5T", 12), ("7B-4T", 1)):
         r = ds.sel(run=name)
-        target = KNOWN_TARGETS[name]
+        target = published_targets(olmo_data)[name]
         assert str(r["role"].values) == "target"
-        assert float(r["n_params"]) == target.n_params
+        assert float(r["n_params"]) == target["N"]
         present = r["tokens"].values[~np.isnan(r["tokens"].values)]
         assert len(present) == rows
-        assert present[-1] == target.tokens
-        assert float(r["multiplier"]) == pytest.approx(target.tokens / (20 * target.n_params))
+        assert present[-1] == target["D"]
+        assert float(r["multiplier"]) == pytest.approx(target["D"] / (20 * target["N"]))  # 1xC = 20 tokens/param
     assert str(ds["size"].sel(run="13B-5T").values) == "13B" and str(ds["length"].sel(run="13B-5T").values) == "5T"
     assert np.isnan(ds["step"].sel(run="7B-4T").values).all()
     # the metrics are read exactly as for a ladder file
@@ -247,8 +274,9 @@ def test_one_row_target_log_without_token_columns_gets_d_from_the_target(olmo_da
     write_csv(tmp_path / "runs" / "peteish7_eval_anneal.csv", header, rows[-1:])
     ds = olmo_ladder.import_dir(tmp_path / "runs")
     assert ds["run"].values.tolist() == ["7B-4T"]
-    assert ds["tokens"].values.tolist() == [[KNOWN_TARGETS["7B-4T"].tokens]]
-    assert float(ds["n_params"][0]) == KNOWN_TARGETS["7B-4T"].n_params
+    target = published_targets(olmo_data)["7B-4T"]
+    assert ds["tokens"].values.tolist() == [[target["D"]]]
+    assert float(ds["n_params"][0]) == target["N"]
 
 
 def test_tokens_fall_back_to_step_times_batch_size(olmo_data, tmp_path):
