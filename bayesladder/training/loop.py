@@ -178,8 +178,8 @@ def train_run(run: RunPlan, env: Env, stop_after: int | None = None) -> list[dic
         branch = branch_checkpoint(run, env)
         if not branch.is_dir():
             raise BayesLadderError(
-                f"{run.name} starts from {branch}, which is missing; train {run.parent} first (--rung {run.name} "
-                "trains both)"
+                f"{run.name} starts from {branch}, which is missing; delete {branch.parent} to train {run.parent} "
+                "and its branches again"
             )
         step = checkpoint.load_into(branch, model, optimizer)
         evals = [e for e in checkpoint.read_json(branch.parent / "evals.json", []) if e["step"] <= run.start_step]

@@ -160,7 +160,7 @@ def parse(raw: dict, path: str = "") -> LadderSpec:
         problems.append(f"[train] schedule '{recipe.schedule}' is not one of {', '.join(SCHEDULES)}")
     if recipe.dtype not in DTYPES:
         problems.append(f"[train] dtype '{recipe.dtype}' is not one of {', '.join(DTYPES)}")
-    if _is_number(recipe.decay_fraction) and not 0 < recipe.decay_fraction <= 1:
+    if not 0 < recipe.decay_fraction <= 1:
         problems.append("[train] decay_fraction must lie in (0, 1]")
 
     corpus_raw = dict(_table(raw.get("corpus", {}), "[corpus]", problems))
@@ -219,12 +219,12 @@ def _size(name: str, table: dict, problems: list[str]) -> SizeSpec | None:
     sound = True
     for key in ("d_model", "n_layers", "n_heads", "mlp_hidden", "batch_tokens"):
         value = getattr(size, key)
-        if not isinstance(value, int) or value <= 0:
+        if value <= 0:
             problems.append(f"{where} {key} must be a positive integer, got {value!r}")
             sound = False
     for key in ("n_kv_heads", "micro_batch_rows"):
         value = getattr(size, key)
-        if not isinstance(value, int) or value < 0:
+        if value < 0:
             problems.append(f"{where} {key} must be a non-negative integer, got {value!r}")
             sound = False
     if sound and size.d_model % size.n_heads:
@@ -245,9 +245,9 @@ def _task(table: dict, problems: list[str]) -> TaskSpec | None:
         problems.append(f"{where}: distractors '{task.distractors}' is not one of nearby, random")
     if task.boundary not in ("word", "any"):
         problems.append(f"{where}: boundary '{task.boundary}' is not one of any, word")
-    if isinstance(task.n_questions, int) and task.n_questions <= 0:
+    if task.n_questions <= 0:
         problems.append(f"{where}: n_questions must be positive")
-    if isinstance(task.n_choices, int) and task.n_choices < 2:
+    if task.n_choices < 2:
         problems.append(f"{where}: n_choices must be at least 2")
     return task
 
@@ -257,8 +257,9 @@ _ACCEPTS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)
 
 
 def _dataclass(cls, table, where: str, problems: list[str]):
-    """``cls(**table)`` with its unknown keys, missing keys and mistyped values appended to ``problems``; the
-    dataclass is built from the keys it knows (to check the rest), or None when a required key is missing."""
+    """``cls(**table)``, with its unknown keys, missing keys and mistyped values appended to ``problems``. Built
+    from the keys it knows and the defaults of mistyped ones (so that later checks see sound values), or None
+    when a required key is missing or mistyped."""
     if not isinstance(table, dict):
         problems.append(f"{where} must be a table")
         return None
@@ -271,7 +272,7 @@ def _dataclass(cls, table, where: str, problems: list[str]):
         accepts = _ACCEPTS.get(known[key].type)
         if accepts and (not isinstance(value, accepts) or (isinstance(value, bool) and bool not in accepts)):
             problems.append(f"{where} {key} must be of type {known[key].type}, got {value!r}")
-            del values[key]  # an optional key falls back to its default, so later checks see a sound value
+            del values[key]
             usable = usable and key not in required
     missing = sorted(required - set(values) - set(table))
     if missing:
