@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -82,17 +84,44 @@ def import_olmo_ladder(
     typer.echo(f"wrote {output}: {ds.sizes['run']} runs, {ds.sizes['task']} tasks", err=True)
 
 
+UnitsOption = Annotated[
+    str, typer.Option("--units", help="What task_loss is measured in: bits/byte (the paper's), nats/token or nats.")
+]
+FinalCheckpointsOption = Annotated[
+    int | None,
+    typer.Option("--final-checkpoints", help="How many of a run's last checkpoints make its final value (default 5)."),
+]
+
+
+@contextlib.contextmanager
+def warnings_on_stderr():
+    """The library's warnings (BayesLadderWarning) become 'warning: ...' lines on stderr."""
+    from bayesladder.errors import BayesLadderWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BayesLadderWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, BayesLadderWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 @import_app.command("csv")
 @reports_errors
 def import_csv(
     file: Annotated[Path, typer.Argument(help="Long CSV: one row per run x checkpoint x task.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Ladder dataset to write.")] = Path("ladder.nc"),
+    units: UnitsOption = "bits/byte",
+    final_checkpoints: FinalCheckpointsOption = None,
 ) -> None:
     """Import a long CSV (columns run, n_params, tokens, task, task_loss, accuracy; see the README)."""
     from bayesladder import schema
     from bayesladder.importers import long_csv
 
-    ds = long_csv.import_file(file)
+    with warnings_on_stderr():
+        ds = long_csv.import_file(file, units=units, final_checkpoints=final_checkpoints)
     schema.write(ds, output)
     typer.echo(f"wrote {output}: {ds.sizes['run']} runs, {ds.sizes['task']} tasks", err=True)
 
@@ -122,12 +151,7 @@ def baseline(
     runs = ladder_runs.select_runs(ds, ladder_runs.resolve_selection(ladder, split_list(sizes), split_list(lengths)))
     fits = paper_method.fit(ds, runs, resolve_tasks(ds, tasks))
     table = paper_method.predict(fits, target_spec.n_params, target_spec.tokens)
-    actual = ladder_runs.actual_final(ds, target_spec.name)
-    if actual is not None:
-        table["actual_loss"] = actual.loc[table["task"], "task_loss"].values
-        table["actual_accuracy"] = actual.loc[table["task"], "accuracy"].values
-        table["loss_error"] = table["loss"] - table["actual_loss"]
-        table["accuracy_error"] = table["accuracy"] - table["actual_accuracy"]
+    table = paper_method.with_actuals(table, ds, target_spec.name)
     output.emit(
         table,
         as_json,
