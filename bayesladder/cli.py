@@ -126,6 +126,28 @@ def import_csv(
     typer.echo(f"wrote {output}: {ds.sizes['run']} runs, {ds.sizes['task']} tasks", err=True)
 
 
+@import_app.command("lm-eval")
+@reports_errors
+def import_lm_eval(
+    paths: Annotated[
+        list[Path], typer.Argument(help="lm-eval results_*.json files, or folders (its --output_path) holding them.")
+    ],
+    runs: Annotated[
+        Path, typer.Option("--runs", help="CSV mapping each evaluated model (pretrained, revision) to run, N, D.")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Ladder dataset to write.")] = Path("ladder.nc"),
+    final_checkpoints: FinalCheckpointsOption = None,
+) -> None:
+    """Import EleutherAI lm-evaluation-harness results (and samples, for the task loss) of every checkpoint."""
+    from bayesladder import schema
+    from bayesladder.importers import lm_eval
+
+    with warnings_on_stderr():
+        ds = lm_eval.import_results(paths, runs, final_checkpoints=final_checkpoints)
+    schema.write(ds, output)
+    typer.echo(f"wrote {output}: {ds.sizes['run']} runs, {ds.sizes['task']} tasks", err=True)
+
+
 @app.command()
 @reports_errors
 def baseline(
@@ -547,45 +569,61 @@ def evaluate(
             help="Task: a plain JSONL file, an OLMo requests.jsonl.gz (or its folder, or 'arc_easy/val_rc_5shot'). Repeatable.",
         ),
     ] = None,
-    ladder: Annotated[
+    spec_path: Annotated[
         Path | None,
-        typer.Option("--ladder", help="Also run this ladder spec's tasks (offline suite from its held-out text)."),
+        typer.Option("--spec", help="Also run this ladder spec's tasks (offline suite from its held-out text)."),
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many questions per file task.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass.")] = 64,
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
+    output_path: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Ladder dataset to write, or to add this checkpoint to if it exists."),
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="With -o: the checkpoint's run (default: from bayesladder train's run.json)."),
+    ] = None,
+    n: Annotated[
+        float | None, typer.Option("--n", help="With -o: the run's parameters N (default: run.json, else counted).")
+    ] = None,
+    d: Annotated[
+        float | None, typer.Option("--d", help="With -o: tokens D the checkpoint was trained on (default: run.json).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Score a checkpoint on multiple-choice tasks: task loss (bits/byte), accuracy (len-norm and raw)."""
+    """Score a checkpoint on multiple-choice tasks: task loss (bits/byte), accuracy (len-norm and raw).
+
+    With -o, also write the scores as a ladder dataset, or add them to an existing one."""
     import pandas as pd
 
-    from bayesladder import output
+    from bayesladder import output, schema
+    from bayesladder.evaluation import checkpoints
     from bayesladder.evaluation import tasks as task_formats
-    from bayesladder.training import runner, spec
 
-    if not (checkpoint / "config.json").is_file():
-        raise BayesLadderError(f"{checkpoint} is not a checkpoint folder (no config.json)")
+    if output_path is None and any(v is not None for v in (run, n, d)):
+        raise BayesLadderError("--run, --n and --d describe the checkpoint in the dataset: give -o too")
+    existing = schema.read(output_path) if output_path is not None and output_path.exists() else None
     chosen = [task_formats.load_any(t, limit=limit) for t in task or []]
-    if ladder is not None:
-        ladder_spec = spec.load(ladder)
-        _, _, suite = runner.prepare(ladder_spec, None)
+    if spec_path is not None:
+        from bayesladder.training import runner, spec
+
+        _, _, suite = runner.prepare(spec.load(spec_path), None)
         chosen += suite
     if not chosen:
-        raise BayesLadderError("no tasks: give --task FILE (repeatable) and/or --ladder SPEC")
+        raise BayesLadderError("no tasks: give --task FILE (repeatable) and/or --spec SPEC")
     _set_threads(threads)
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
+    loaded = checkpoints.load(checkpoint)
+    identity = checkpoints.describe(checkpoint, run, n, d, loaded) if output_path is not None else None
+    scores = checkpoints.evaluate(loaded, chosen, batch_size)
+    output.emit(pd.DataFrame([s.as_dict() for s in scores]), as_json, title=f"{checkpoint}")
+    if output_path is not None:
+        from bayesladder.combine import add_evaluations
 
-    from bayesladder.evaluation.scoring import score_task
-
-    hf_logging.disable_progress_bar()
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(checkpoint).to(device)
-    max_len = int(getattr(model.config, "max_position_embeddings", 2048))
-    rows = [score_task(model, t, max_len, batch_size, device).as_dict() for t in chosen]
-    output.emit(pd.DataFrame(rows), as_json, title=f"{checkpoint}")
+        ds = checkpoints.to_dataset(identity, scores, source=f"bayesladder eval {checkpoint}")
+        schema.write(ds if existing is None else add_evaluations(existing, ds), output_path)
+        verb = "added to" if existing is not None else "wrote"
+        typer.echo(f"{verb} {output_path}: run {identity.name}, D={identity.tokens:.4g}", err=True)
 
 
 def main() -> None:

@@ -46,6 +46,13 @@ FIELDS: dict[str, Field] = {
         ("run", "checkpoint", "task"), "f", "task loss: -log2 p(correct continuation) per UTF-8 byte", "bits/byte"
     ),
     "accuracy": Field(("run", "checkpoint", "task"), "f", "ranked-classification accuracy", "1"),
+    "accuracy_raw": Field(
+        ("run", "checkpoint", "task"),
+        "f",
+        "ranked-classification accuracy without length normalisation",
+        "1",
+        required=False,
+    ),
     "tokens": Field(("run", "checkpoint"), "f", "training tokens seen at the checkpoint (D)", "tokens"),
     "flops": Field(("run", "checkpoint"), "f", "training compute at the checkpoint, 6 N D", "FLOPs"),
     "step": Field(("run", "checkpoint"), "f", "optimizer step of the checkpoint", "1", required=False),
@@ -74,6 +81,7 @@ def build_dataset(
     accuracy: np.ndarray,
     tokens: np.ndarray,
     step: np.ndarray | None = None,
+    accuracy_raw: np.ndarray | None = None,
     val_loss: np.ndarray | None = None,
     valsets: list[str] | None = None,
     producer: str,
@@ -108,6 +116,8 @@ def build_dataset(
     }
     if step is not None:
         data["step"] = step
+    if accuracy_raw is not None:
+        data["accuracy_raw"] = accuracy_raw
     if val_loss is not None:
         data["val_loss"] = val_loss
     coords = {

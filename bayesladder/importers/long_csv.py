@@ -83,13 +83,10 @@ def _parse(table: pd.DataFrame, problems: Problems) -> pd.DataFrame:
         if column in table.columns:
             allow_empty = column not in ("n_params", "tokens", "replicate")
             frame[column] = numeric_column(table, column, problems, allow_empty=allow_empty)
-    for column in ("n_params", "tokens"):
-        values = frame[column]
-        problems.add_rows(table, (values <= 0) | np.isinf(values), column, "must be a positive (finite) number")
+    check_run_columns(table, frame, problems)
     accuracy, loss = frame["accuracy"], frame["task_loss"]
     problems.add_rows(table, (accuracy < 0) | (accuracy > 1), "accuracy", "must lie in [0, 1]")
     problems.add_rows(table, (loss < 0) | np.isinf(loss), "task_loss", "must be non-negative and finite")
-    problems.add_rows(table, frame["run"] == "", "run", "must not be empty")
     has_val = frame["val_loss"].notna() if "val_loss" in frame else pd.Series(False, index=frame.index)
     val_only = has_val & loss.isna() & accuracy.isna()
     problems.add_rows(
@@ -99,14 +96,23 @@ def _parse(table: pd.DataFrame, problems: Problems) -> pd.DataFrame:
         val = frame["val_loss"]
         problems.add_rows(table, (val < 0) | np.isinf(val), "val_loss", "must be non-negative and finite")
         problems.add_rows(table, has_val & (frame["val_set"] == ""), "val_set", "must name the set of the val_loss")
+    return frame
+
+
+def check_run_columns(table: pd.DataFrame, frame: pd.DataFrame, problems: Problems) -> None:
+    """Row checks of the columns that describe a run: run, n_params, tokens, replicate, role."""
+    problems.add_rows(table, frame["run"] == "", "run", "must not be empty")
+    for column in ("n_params", "tokens"):
+        values = frame[column]
+        problems.add_rows(table, (values <= 0) | np.isinf(values), column, "must be a positive (finite) number")
     if "replicate" in frame:
         replicate = frame["replicate"]
         problems.add_rows(
             table, (replicate < 0) | (replicate != np.round(replicate)), "replicate", "must be a whole number >= 0"
         )
     if "role" in frame:
-        problems.add_rows(table, ~frame["role"].isin(schema.ROLES), "role", f"must be one of {', '.join(schema.ROLES)}")
-    return frame
+        known = frame["role"].isin(schema.ROLES) | (frame["role"] == "")
+        problems.add_rows(table, ~known, "role", f"must be one of {', '.join(schema.ROLES)}")
 
 
 def _check_combinations(frame: pd.DataFrame, problems: Problems) -> None:
@@ -188,7 +194,9 @@ def rows_to_dataset(
 def _run_metadata(run: str, rows: pd.DataFrame, final_tokens: float, source: str, problems: Problems) -> dict:
     meta = {"name": run, "source": source, "schedule": ""}
     for column, default in (("size", run), ("role", "ladder"), ("replicate", 0.0), ("n_params", None)):
-        values = rows[column].unique() if column in rows else [default]
+        given = rows[column].dropna() if column in rows else []
+        values = pd.unique(given[given != ""]) if len(given) else [default]
+        values = values if len(values) else [default]
         if len(values) > 1:
             shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
             problems.add(f"run '{run}' has more than one {column} ({shown}): give one per run")
@@ -196,10 +204,11 @@ def _run_metadata(run: str, rows: pd.DataFrame, final_tokens: float, source: str
     meta["n_params"] = float(meta["n_params"])
     meta["replicate"] = int(meta["replicate"])
     multiplier = final_tokens / (20 * meta["n_params"])
-    length = rows["length"].iloc[0] if "length" in rows else f"{multiplier:.3g}xC"
+    given = rows["length"].dropna() if "length" in rows else []
+    length = given.iloc[0] if len(given) else f"{multiplier:.3g}xC"
     label = LENGTH_LABEL.match(length)
     meta["length"] = length
-    meta["multiplier"] = float(label[1]) if label and "length" in rows else multiplier  # exact when defaulted
+    meta["multiplier"] = float(label[1]) if label and len(given) else multiplier  # exact when defaulted
     return meta
 
 

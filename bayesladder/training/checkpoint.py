@@ -1,5 +1,6 @@
-"""Checkpoints: a folder with the model in safetensors (``AutoModelForCausalLM.from_pretrained`` loads it) and
-``state.pt`` (optimizer state and step). Written to a temporary folder, then renamed into place."""
+"""Checkpoints: a folder with the model in safetensors and its byte-level tokenizer (``from_pretrained`` of
+transformers and lm-evaluation-harness load it as it is) and ``state.pt`` (optimizer state and step).
+Written to a temporary folder, then renamed into place."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from bayesladder.training import tokenizer
 
 
 def save(path: Path, model, optimizer=None, step: int = 0, extra: dict | None = None) -> None:
@@ -19,6 +22,7 @@ def save(path: Path, model, optimizer=None, step: int = 0, extra: dict | None = 
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         model.save_pretrained(tmp)
+        tokenizer.save(tmp, model.config.max_position_embeddings)
         if optimizer is not None:
             torch.save({"optimizer": optimizer.state_dict(), "step": step, **(extra or {})}, tmp / "state.pt")
         old = None
