@@ -255,3 +255,27 @@ def test_a_malformed_samples_line_names_file_and_line(evaluated, tmp_path):
 def test_gold_answer_from_a_logged_sample(target, continuations, lls, acc, expected):
     sample = {"target": target, "acc": acc}
     assert lm_eval.gold_index(sample, continuations, lls, " ") == expected
+
+
+def test_checkpoints_of_one_run_become_its_checkpoints_in_token_order(evaluated, tmp_path):
+    root, checkpoints = evaluated
+    n_params = (root / "runs.csv").read_text().splitlines()[1].split(",")[3]
+    one_run = tmp_path / "runs.csv"
+    one_run.write_text(
+        "\n".join(
+            [
+                "pretrained,revision,run,n_params,tokens,step",
+                f"{checkpoints['a-1xC']},step-a-1xC,a,{n_params},2e6,200",
+                f"{checkpoints['a-0.5xC']},step-a-0.5xC,a,{n_params},1e6,",
+            ]
+        )
+        + "\n"
+    )
+    ds = lm_eval.import_results([root / "results"], one_run, final_checkpoints=1)
+    assert ds["run"].values.tolist() == ["a"] and ds["tokens"].values.tolist() == [[1e6, 2e6]]
+    assert np.isnan(ds["step"].values[0, 0]) and ds["step"].values[0, 1] == 200
+    assert ds.attrs["final_checkpoints"] == 1
+    separate = lm_eval.import_results([root / "results"], root / "runs.csv")
+    np.testing.assert_array_equal(
+        ds["task_loss"].sel(run="a").values[:, 0], separate["task_loss"].sel(run=["a-0.5xC", "a-1xC"]).values[:, 0, 0]
+    )
