@@ -96,9 +96,12 @@ def import_results(paths: Iterable[str | Path], runs_csv: str | Path, *, final_c
                 "given: evaluate it, remove the row, or give its results file"
             )
     problems.raise_if_any()
-    frame = pd.DataFrame.from_records(
-        [row for model, found in by_model.items() for row in _rows(runs[model], _merge(found))]
-    )
+    merged = {model: _merge(found) for model, found in by_model.items()}
+    for model, tasks in merged.items():
+        if not tasks:
+            problems.add(f"{by_model[model][0].path}: no task reports acc_norm or acc, so there is nothing to import")
+    problems.raise_if_any()
+    frame = pd.DataFrame.from_records([row for model, tasks in merged.items() for row in _rows(runs[model], tasks)])
     ds = long_csv.rows_to_dataset(
         frame,
         problems,
@@ -212,6 +215,7 @@ def read_samples(path: Path, delimiter: str) -> tuple[float, float]:
             ) from None
         if "acc_mutual_info" in sample.get("metrics", []):  # the second half are unconditional scores
             pairs, lls = pairs[: len(pairs) // 2], lls[: len(lls) // 2]
+        chances.append(1 / len(pairs))
         gold = gold_index(sample, [c for _, c in pairs], lls, delimiter)
         if gold is None:
             undecided.append(number)
@@ -219,7 +223,6 @@ def read_samples(path: Path, delimiter: str) -> tuple[float, float]:
         context, continuation = pairs[gold]
         scored = context[len(context.rstrip()) :] + continuation  # lm-eval moves a context's trailing spaces
         losses.append(-lls[gold] / (math.log(2) * max(1, len(scored.encode("utf-8")))))
-        chances.append(1 / len(pairs))
     if undecided:
         warnings.warn(
             f"{path}: the correct answer of line(s) {', '.join(map(str, undecided[:5]))} cannot be told from the "
@@ -227,7 +230,7 @@ def read_samples(path: Path, delimiter: str) -> tuple[float, float]:
             BayesLadderWarning,
             stacklevel=2,
         )
-        return math.nan, float(np.mean(chances)) if chances else math.nan
+        return math.nan, float(np.mean(chances))
     if not losses:
         raise BayesLadderError(f"{path}: no samples in the file")
     return float(np.mean(losses)), float(np.mean(chances))
@@ -290,7 +293,7 @@ def _describe(ds: xr.Dataset, evaluations: list[Evaluation]) -> xr.Dataset:
         for task, result in evaluation.tasks.items():
             metrics.setdefault(task, set()).add(result.metric)
     ds.attrs["accuracy_metric"] = ", ".join(f"{task}: {'/'.join(sorted(m))}" for task, m in metrics.items())
-    if np.isnan(ds["task_loss"].values).all():
+    if all(math.isnan(r.chance) for e in evaluations for r in e.tasks.values()):  # chance comes from samples
         ds.attrs["task_loss_source"] = "none: lm-eval was run without --log_samples, so the dataset holds accuracy only"
         warnings.warn(
             "no lm-eval samples files (samples_<task>_<date>.jsonl) found: the dataset holds accuracy only; "
