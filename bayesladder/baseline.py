@@ -15,7 +15,14 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import curve_fit, minimize
 
-from bayesladder.ladder import final_points, step2_checkpoints, trailing_moving_average
+from bayesladder.errors import BayesLadderError
+from bayesladder.ladder import (
+    STEP2_DROP_FRACTION,
+    actual_final,
+    final_points,
+    step2_checkpoints,
+    trailing_moving_average,
+)
 
 HUBER_DELTA = 1e-3
 STEP1_START = (3.0, 6.0, 0.1, 0.2, 1.0)  # a, b, alpha, beta, E
@@ -86,7 +93,7 @@ def step2_points(ds: xr.Dataset, runs: list[str], task: str) -> tuple[np.ndarray
         _, loss, acc = step2_checkpoints(ds, run, task)
         losses.append(trailing_moving_average(loss, SMOOTHING_WINDOW))
         accs.append(trailing_moving_average(acc, SMOOTHING_WINDOW))
-    return np.concatenate(losses), np.concatenate(accs)
+    return np.concatenate([[], *losses]), np.concatenate([[], *accs])
 
 
 def fit_step2(loss: np.ndarray, accuracy: np.ndarray) -> tuple[float, ...]:
@@ -98,16 +105,59 @@ def fit_step2(loss: np.ndarray, accuracy: np.ndarray) -> tuple[float, ...]:
 
 
 def fit(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> dict[str, TaskFit]:
-    """Both steps for every task, on the given ladder runs."""
+    """Both steps for every task, on the given ladder runs.
+
+    A task the method cannot fit (no task loss, fewer points than a step has parameters) is refused: one
+    BayesLadderError names every such task and what it lacks, rather than a curve fitted to nothing.
+    """
     finals = final_points(ds, runs)
-    fits = {}
+    finals = finals[np.isfinite(finals["task_loss"])]
+    fits, problems = {}, []
     with _single_threaded_blas():
         for task in tasks:
             points = finals[finals["task"] == task]
+            step2 = step2_points(ds, runs, task)
+            problem = _unfittable(task, len(points), len(step2[0]))
+            if problem:
+                problems.append(problem)
+                continue
             step1 = fit_step1(points["n_params"].values, points["tokens"].values, points["task_loss"].values)
-            step2 = fit_step2(*step2_points(ds, runs, task))
-            fits[task] = TaskFit(step1, step2)
+            fits[task] = TaskFit(step1, fit_step2(*step2))
+    if problems:
+        raise BayesLadderError(f"the paper's method cannot fit {'; '.join(problems)}")
     return fits
+
+
+def _unfittable(task: str, step1_points: int, step2_points: int) -> str | None:
+    """What task lacks for the paper's method, or None when both steps have enough points."""
+    if step1_points == 0:
+        return f"task '{task}': no task loss in the ladder runs (only accuracy; the method predicts through task loss)"
+    if step1_points < len(STEP1_START):
+        return (
+            f"task '{task}': step 1 has {step1_points} runs with a task loss, fewer than its "
+            f"{len(STEP1_START)} parameters (add runs)"
+        )
+    if step2_points < len(STEP2_START):
+        return (
+            f"task '{task}': step 2 has {step2_points} checkpoints with task loss and accuracy after each run's "
+            f"first {STEP2_DROP_FRACTION:.0%}, fewer than its {len(STEP2_START)} parameters (a ladder with one "
+            "evaluation per run has none: the method needs intermediate checkpoints)"
+        )
+    return None
+
+
+def with_actuals(table: pd.DataFrame, ds: xr.Dataset, target: str) -> pd.DataFrame:
+    """``table`` (from :func:`predict`) with the target's actual final values and the errors, when the
+    target is a run of ``ds``; unchanged otherwise."""
+    actual = actual_final(ds, target)
+    if actual is None:
+        return table
+    table = table.copy()
+    table["actual_loss"] = actual.loc[table["task"], "task_loss"].values
+    table["actual_accuracy"] = actual.loc[table["task"], "accuracy"].values
+    table["loss_error"] = table["loss"] - table["actual_loss"]
+    table["accuracy_error"] = table["accuracy"] - table["actual_accuracy"]
+    return table
 
 
 def _single_threaded_blas():

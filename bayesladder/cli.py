@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -82,17 +84,66 @@ def import_olmo_ladder(
     typer.echo(f"wrote {output}: {ds.sizes['run']} runs, {ds.sizes['task']} tasks", err=True)
 
 
+UnitsOption = Annotated[
+    str, typer.Option("--units", help="What task_loss is measured in: bits/byte (the paper's), nats/token or nats.")
+]
+FinalCheckpointsOption = Annotated[
+    int | None,
+    typer.Option("--final-checkpoints", help="How many of a run's last checkpoints make its final value (default 5)."),
+]
+
+
+@contextlib.contextmanager
+def warnings_on_stderr():
+    """The library's warnings (BayesLadderWarning) become 'warning: ...' lines on stderr."""
+    from bayesladder.errors import BayesLadderWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BayesLadderWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, BayesLadderWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 @import_app.command("csv")
 @reports_errors
 def import_csv(
     file: Annotated[Path, typer.Argument(help="Long CSV: one row per run x checkpoint x task.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Ladder dataset to write.")] = Path("ladder.nc"),
+    units: UnitsOption = "bits/byte",
+    final_checkpoints: FinalCheckpointsOption = None,
 ) -> None:
     """Import a long CSV (columns run, n_params, tokens, task, task_loss, accuracy; see the README)."""
     from bayesladder import schema
     from bayesladder.importers import long_csv
 
-    ds = long_csv.import_file(file)
+    with warnings_on_stderr():
+        ds = long_csv.import_file(file, units=units, final_checkpoints=final_checkpoints)
+    schema.write(ds, output)
+    typer.echo(f"wrote {output}: {ds.sizes['run']} runs, {ds.sizes['task']} tasks", err=True)
+
+
+@import_app.command("lm-eval")
+@reports_errors
+def import_lm_eval(
+    paths: Annotated[
+        list[Path], typer.Argument(help="lm-eval results_*.json files, or folders (its --output_path) holding them.")
+    ],
+    runs: Annotated[
+        Path, typer.Option("--runs", help="CSV mapping each evaluated model (pretrained, revision) to run, N, D.")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Ladder dataset to write.")] = Path("ladder.nc"),
+    final_checkpoints: FinalCheckpointsOption = None,
+) -> None:
+    """Import EleutherAI lm-evaluation-harness results (and samples, for the task loss) of every checkpoint."""
+    from bayesladder import schema
+    from bayesladder.importers import lm_eval
+
+    with warnings_on_stderr():
+        ds = lm_eval.import_results(paths, runs, final_checkpoints=final_checkpoints)
     schema.write(ds, output)
     typer.echo(f"wrote {output}: {ds.sizes['run']} runs, {ds.sizes['task']} tasks", err=True)
 
@@ -122,12 +173,7 @@ def baseline(
     runs = ladder_runs.select_runs(ds, ladder_runs.resolve_selection(ladder, split_list(sizes), split_list(lengths)))
     fits = paper_method.fit(ds, runs, resolve_tasks(ds, tasks))
     table = paper_method.predict(fits, target_spec.n_params, target_spec.tokens)
-    actual = ladder_runs.actual_final(ds, target_spec.name)
-    if actual is not None:
-        table["actual_loss"] = actual.loc[table["task"], "task_loss"].values
-        table["actual_accuracy"] = actual.loc[table["task"], "accuracy"].values
-        table["loss_error"] = table["loss"] - table["actual_loss"]
-        table["accuracy_error"] = table["accuracy"] - table["actual_accuracy"]
+    table = paper_method.with_actuals(table, ds, target_spec.name)
     output.emit(
         table,
         as_json,
@@ -522,45 +568,61 @@ def evaluate(
             help="Task: a plain JSONL file, an OLMo requests.jsonl.gz (or its folder, or 'arc_easy/val_rc_5shot'). Repeatable.",
         ),
     ] = None,
-    ladder: Annotated[
+    spec_path: Annotated[
         Path | None,
-        typer.Option("--ladder", help="Also run this ladder spec's tasks (offline suite from its held-out text)."),
+        typer.Option("--spec", help="Also run this ladder spec's tasks (offline suite from its held-out text)."),
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many questions per file task.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass.")] = 64,
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
+    output_path: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Ladder dataset to write, or to add this checkpoint to if it exists."),
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="With -o: the checkpoint's run (default: from bayesladder train's run.json)."),
+    ] = None,
+    n: Annotated[
+        float | None, typer.Option("--n", help="With -o: the run's parameters N (default: run.json, else counted).")
+    ] = None,
+    d: Annotated[
+        float | None, typer.Option("--d", help="With -o: tokens D the checkpoint was trained on (default: run.json).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Score a checkpoint on multiple-choice tasks: task loss (bits/byte), accuracy (len-norm and raw)."""
+    """Score a checkpoint on multiple-choice tasks: task loss (bits/byte), accuracy (len-norm and raw).
+
+    With -o, also write the scores as a ladder dataset, or add them to an existing one."""
     import pandas as pd
 
-    from bayesladder import output
+    from bayesladder import output, schema
+    from bayesladder.evaluation import checkpoints
     from bayesladder.evaluation import tasks as task_formats
-    from bayesladder.training import runner, spec
 
-    if not (checkpoint / "config.json").is_file():
-        raise BayesLadderError(f"{checkpoint} is not a checkpoint folder (no config.json)")
+    if output_path is None and any(v is not None for v in (run, n, d)):
+        raise BayesLadderError("--run, --n and --d describe the checkpoint in the dataset: give -o too")
+    existing = schema.read(output_path) if output_path is not None and output_path.exists() else None
     chosen = [task_formats.load_any(t, limit=limit) for t in task or []]
-    if ladder is not None:
-        ladder_spec = spec.load(ladder)
-        _, _, suite = runner.prepare(ladder_spec, None)
+    if spec_path is not None:
+        from bayesladder.training import runner, spec
+
+        _, _, suite = runner.prepare(spec.load(spec_path), None)
         chosen += suite
     if not chosen:
-        raise BayesLadderError("no tasks: give --task FILE (repeatable) and/or --ladder SPEC")
+        raise BayesLadderError("no tasks: give --task FILE (repeatable) and/or --spec SPEC")
     _set_threads(threads)
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
+    loaded = checkpoints.load(checkpoint)
+    identity = checkpoints.describe(checkpoint, run, n, d, loaded) if output_path is not None else None
+    scores = checkpoints.evaluate(loaded, chosen, batch_size)
+    output.emit(pd.DataFrame([s.as_dict() for s in scores]), as_json, title=f"{checkpoint}")
+    if output_path is not None:
+        from bayesladder.combine import add_evaluations
 
-    from bayesladder.evaluation.scoring import score_task
-
-    hf_logging.disable_progress_bar()
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(checkpoint).to(device)
-    max_len = int(getattr(model.config, "max_position_embeddings", 2048))
-    rows = [score_task(model, t, max_len, batch_size, device).as_dict() for t in chosen]
-    output.emit(pd.DataFrame(rows), as_json, title=f"{checkpoint}")
+        ds = checkpoints.to_dataset(identity, scores, source=f"bayesladder eval {checkpoint}")
+        schema.write(ds if existing is None else add_evaluations(existing, ds), output_path)
+        verb = "added to" if existing is not None else "wrote"
+        typer.echo(f"{verb} {output_path}: run {identity.name}, D={identity.tokens:.4g}", err=True)
 
 
 def main() -> None:

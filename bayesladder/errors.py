@@ -3,3 +3,7 @@
 
 class BayesLadderError(Exception):
     """A problem with the user's input, phrased as what is wrong and how to fix it."""
+
+
+class BayesLadderWarning(UserWarning):
+    """Something the user should know about their input that does not stop the work (the CLI prints it)."""

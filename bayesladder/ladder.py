@@ -89,11 +89,17 @@ def final_points(ds: xr.Dataset, runs: list[str]) -> pd.DataFrame:
                     length=str(r["length"].values),
                     n_params=float(r["n_params"]),
                     tokens=float(r["tokens"].values[present[-1]]),
-                    task_loss=float(np.nanmean(r["task_loss"].sel(task=task).values[last])),
-                    accuracy=float(np.nanmean(r["accuracy"].sel(task=task).values[last])),
+                    task_loss=_mean_of_known(r["task_loss"].sel(task=task).values[last]),
+                    accuracy=_mean_of_known(r["accuracy"].sel(task=task).values[last]),
                 )
             )
     return pd.DataFrame.from_records(records)
+
+
+def _mean_of_known(values: np.ndarray) -> float:
+    """Mean of the evaluated (non-NaN) values; NaN, without numpy's warning, when there are none."""
+    known = values[~np.isnan(values)]
+    return float(known.mean()) if known.size else np.nan
 
 
 def step2_checkpoints(ds: xr.Dataset, run: str, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

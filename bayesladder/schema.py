@@ -22,6 +22,13 @@ from bayesladder import __version__
 from bayesladder.errors import BayesLadderError
 
 ROLES = ("ladder", "target")
+# What a task loss can be measured in (the paper's is bits per byte); a dataset says which in the
+# task_loss variable's units and its attribute task_loss_units.
+TASK_LOSS_UNITS = {
+    "bits/byte": "task loss: -log2 p(correct continuation) per UTF-8 byte",
+    "nats/token": "task loss: -ln p(correct continuation) per token",
+    "nats": "task loss: -ln p(correct continuation), summed over its tokens",
+}
 N_PARAMS_CONVENTION_DEFAULT = "all transformer-block parameters plus the input embedding matrix"
 
 
@@ -39,6 +46,13 @@ FIELDS: dict[str, Field] = {
         ("run", "checkpoint", "task"), "f", "task loss: -log2 p(correct continuation) per UTF-8 byte", "bits/byte"
     ),
     "accuracy": Field(("run", "checkpoint", "task"), "f", "ranked-classification accuracy", "1"),
+    "accuracy_raw": Field(
+        ("run", "checkpoint", "task"),
+        "f",
+        "ranked-classification accuracy without length normalisation",
+        "1",
+        required=False,
+    ),
     "tokens": Field(("run", "checkpoint"), "f", "training tokens seen at the checkpoint (D)", "tokens"),
     "flops": Field(("run", "checkpoint"), "f", "training compute at the checkpoint, 6 N D", "FLOPs"),
     "step": Field(("run", "checkpoint"), "f", "optimizer step of the checkpoint", "1", required=False),
@@ -67,16 +81,20 @@ def build_dataset(
     accuracy: np.ndarray,
     tokens: np.ndarray,
     step: np.ndarray | None = None,
+    accuracy_raw: np.ndarray | None = None,
     val_loss: np.ndarray | None = None,
     valsets: list[str] | None = None,
     producer: str,
     n_params_convention: str = N_PARAMS_CONVENTION_DEFAULT,
+    task_loss_units: str = "bits/byte",
 ) -> xr.Dataset:
     """Assemble a ladder dataset from plain arrays (NaN-padded along checkpoints).
 
     ``runs``: dicts with name, size, length, multiplier, replicate, n_params, role, source, schedule.
     ``tasks``: dicts with name, n_questions, chance, source_key.
+    ``task_loss_units``: one of :data:`TASK_LOSS_UNITS`.
     """
+    check_task_loss_units(task_loss_units)
     n_params = np.array([r["n_params"] for r in runs], dtype=float)
     tokens = np.asarray(tokens, dtype=float)
     data = {
@@ -98,6 +116,8 @@ def build_dataset(
     }
     if step is not None:
         data["step"] = step
+    if accuracy_raw is not None:
+        data["accuracy_raw"] = accuracy_raw
     if val_loss is not None:
         data["val_loss"] = val_loss
     coords = {
@@ -111,6 +131,7 @@ def build_dataset(
     for name, field in FIELDS.items():
         if name in ds:
             ds[name].attrs.update(long_name=field.long_name, units=field.units)
+    ds["task_loss"].attrs.update(long_name=TASK_LOSS_UNITS[task_loss_units], units=task_loss_units)
     ds["run"].attrs.update(long_name="run name", units="")
     ds["checkpoint"].attrs.update(long_name="evaluation index within the run, in training order", units="1")
     ds["task"].attrs.update(long_name="task name", units="")
@@ -120,9 +141,15 @@ def build_dataset(
         producer=producer,
         bayesladder_version=__version__,
         n_params_convention=n_params_convention,
+        task_loss_units=task_loss_units,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
     return ds
+
+
+def check_task_loss_units(units: str) -> None:
+    if units not in TASK_LOSS_UNITS:
+        raise BayesLadderError(f"unknown task-loss units '{units}'; use one of {', '.join(TASK_LOSS_UNITS)}")
 
 
 def validate(ds: xr.Dataset) -> list[str]:
@@ -183,7 +210,7 @@ def validate(ds: xr.Dataset) -> list[str]:
     if "task_loss" in sound:
         loss = ds["task_loss"].values
         if np.nanmin(loss, initial=0.0) < 0 or np.isinf(loss).any():
-            problems.append("task_loss must be non-negative and finite (bits per byte)")
+            problems.append("task_loss must be non-negative and finite")
     if "chance" in sound:
         chance = ds["chance"].values
         bad_chance = ~np.isnan(chance) & ((chance <= 0) | (chance >= 1))

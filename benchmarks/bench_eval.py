@@ -2,7 +2,7 @@
 
 Batched scoring (our evaluator) against a baseline measured in the same run: one forward pass per choice.
 
-    python benchmarks/bench_eval.py [--ladder models/micro.toml --size 35k] [--questions 200] [--threads 1]
+    python benchmarks/bench_eval.py [--spec models/micro.toml --size 35k] [--questions 200] [--threads 1]
                                     [--task arc_easy/val_rc_5shot]   (an OLMo task instead of the offline suite)
 """
 
@@ -27,7 +27,7 @@ def one_at_a_time(model, task, max_len):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ladder", default="models/micro.toml")
+    p.add_argument("--spec", default="models/micro.toml")
     p.add_argument("--size", default="35k")
     p.add_argument("--questions", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=128)
@@ -36,7 +36,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    s = spec.load(args.ladder)
+    s = spec.load(args.spec)
     size = s.sizes[args.size]
     torch.manual_seed(0)
     model = build(size, s).eval()

@@ -8,8 +8,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pooch
 import pytest
+import xarray as xr
 
 from bayesladder.importers import olmo_ladder
 
@@ -50,6 +52,29 @@ def olmo_ladder_nc(olmo_ladder_ds, tmp_path_factory) -> Path:
     from bayesladder import schema
 
     return schema.write(olmo_ladder_ds, tmp_path_factory.mktemp("olmo") / "ladder.nc")
+
+
+def keep_last_checkpoint(ds):
+    """``ds`` with each run reduced to its last evaluated checkpoint: a final-only ladder."""
+    last = (ds["tokens"].notnull().cumsum("checkpoint").argmax("checkpoint")).values
+    per_run = [ds.isel(run=[i], checkpoint=[int(c)]).assign_coords(checkpoint=[0]) for i, c in enumerate(last)]
+    out = xr.concat(per_run, dim="run", data_vars="minimal", coords="minimal", compat="override", join="override")
+    assert (out.sizes["checkpoint"], np.isnan(out["tokens"].values).sum()) == (1, 0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def olmo_final_only_ds(olmo_ladder_ds):
+    """The OLMo ladder with only each run's last checkpoint (one evaluation per run). Do not modify it."""
+    return keep_last_checkpoint(olmo_ladder_ds)
+
+
+@pytest.fixture(scope="session")
+def olmo_final_only_nc(olmo_final_only_ds, tmp_path_factory) -> Path:
+    """The final-only OLMo ladder written to a netCDF file."""
+    from bayesladder import schema
+
+    return schema.write(olmo_final_only_ds, tmp_path_factory.mktemp("olmo-final") / "final_only.nc")
 
 
 def long_csv_rows() -> list[dict]:

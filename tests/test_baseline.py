@@ -195,3 +195,39 @@ def test_target_resolution(olmo_ladder_ds, olmo_data):
         ladder.resolve_target(None, None, 7e9, 0)
     with pytest.raises(BayesLadderError, match="give a target"):
         ladder.resolve_target(None, None, 7e9, None)
+
+
+# ---------------------------------------------------------------- what the method cannot fit is refused
+
+
+def test_a_final_only_ladder_is_refused_for_step_2(olmo_final_only_ds):
+    runs = ladder.select_runs(olmo_final_only_ds, ladder.resolve_selection("paper", None, None))
+    assert len(runs) == 16 and olmo_final_only_ds.sizes["checkpoint"] == 1
+    with pytest.raises(BayesLadderError) as info:
+        baseline.fit(olmo_final_only_ds, runs, ["piqa", "mmlu"])
+    message = str(info.value)
+    assert "task 'piqa': step 2 has 0 checkpoints" in message and "task 'mmlu': step 2 has 0" in message
+    assert "one evaluation per run" in message and "\n" not in message
+
+
+def test_step_1_on_fewer_runs_than_parameters_is_refused(olmo_ladder_ds):
+    runs = ladder.select_runs(olmo_ladder_ds, ladder.resolve_selection(None, ["190M", "370M"], ["1xC", "2xC"]))
+    with pytest.raises(BayesLadderError, match=r"task 'piqa': step 1 has 4 runs with a task loss, fewer than its 5"):
+        baseline.fit(olmo_ladder_ds, runs, ["piqa"])
+
+
+def test_a_task_without_task_loss_is_refused(olmo_ladder_ds):
+    ds = olmo_ladder_ds.copy(deep=True)
+    ds["task_loss"].loc[dict(task="boolq")] = np.nan
+    runs = ladder.select_runs(ds, ladder.resolve_selection("paper", None, None))
+    with pytest.raises(BayesLadderError, match=r"cannot fit task 'boolq': no task loss in the ladder runs"):
+        baseline.fit(ds, runs, ["piqa", "boolq"])
+    assert set(baseline.fit(ds, runs, ["piqa"])) == {"piqa"}
+
+
+def test_runs_missing_some_task_losses_fit_on_the_others(olmo_ladder_ds):
+    ds = olmo_ladder_ds.copy(deep=True)
+    ds["task_loss"].loc[dict(task="piqa", run="190M-1xC")] = np.nan  # one run lacks the loss entirely
+    runs = ladder.select_runs(ds, ladder.resolve_selection("paper", None, None))
+    fitted = baseline.fit(ds, runs, ["piqa"])["piqa"]
+    assert np.isfinite(fitted.step1).all() and 0.5 < fitted.accuracy(fitted.loss(1e9, 1e11)) < 0.9

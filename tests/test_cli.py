@@ -206,3 +206,67 @@ def test_baseline_bad_data_file(tmp_path, long_csv_file):
     assert_clean_error(
         invoke("baseline", "--data", long_csv_file, "--target", "13B-5T"), "ladder.csv", "not a readable netCDF"
     )
+
+
+def test_import_csv_options_and_warnings(make_long_csv, tmp_path):
+    def edit(rows):
+        rows[0]["accuracy"] = "NaN"
+        for row in rows:
+            if row["task"] == "beta":
+                row["task_loss"] = ""
+
+    out = tmp_path / "out.nc"
+    result = invoke("import", "csv", make_long_csv(edit), "-o", out, "--units", "nats", "--final-checkpoints", "1")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2
+    assert "line 2, column 'accuracy': NaN read as 'not evaluated'" in warnings[0]
+    assert "no task loss for task(s) beta" in warnings[1]
+    ds = schema.read(out)
+    assert ds["task_loss"].attrs["units"] == "nats" and ds.attrs["final_checkpoints"] == 1
+
+
+def test_import_csv_reports_every_bad_row_in_one_line(make_long_csv, tmp_path):
+    def edit(rows):
+        rows[1]["accuracy"] = "1.5"
+        rows[4]["tokens"] = "soon"
+
+    out = tmp_path / "out.nc"
+    result = invoke("import", "csv", make_long_csv(edit, name="in.csv"), "-o", out)
+    assert_clean_error(result, "in.csv", "line 3, column 'accuracy'", "line 6, column 'tokens'")
+    assert_clean_error(invoke("import", "csv", make_long_csv(), "-o", out, "--units", "furlongs"), "furlongs")
+    assert not out.exists()
+
+
+def test_a_final_only_ladder_imports_validates_and_the_baseline_says_what_is_missing(olmo_final_only_ds, tmp_path):
+    """The final-only OLMo ladder as a user's long CSV: it imports and validates; the paper's method refuses it."""
+    rows = olmo_final_only_ds[["task_loss", "accuracy", "tokens", "n_params", "size", "length", "replicate", "role"]]
+    frame = rows.isel(checkpoint=0).to_dataframe().reset_index()
+    csv_path = tmp_path / "finals.csv"
+    frame[["run", "n_params", "tokens", "task", "task_loss", "accuracy", "size", "length", "replicate", "role"]].to_csv(
+        csv_path, index=False
+    )
+    out = tmp_path / "finals.nc"
+    result = invoke("import", "csv", csv_path, "-o", out)
+    assert result.exit_code == 0, result.output
+    ds = schema.read(out)
+    assert ds.sizes["checkpoint"] == 1 and ds.sizes["run"] == 30
+    np.testing.assert_allclose(
+        ds["task_loss"].sel(run="1B-10xC").values[0],
+        olmo_final_only_ds["task_loss"].sel(run="1B-10xC").values[0],
+    )
+    result = invoke("baseline", "--data", out, "--ladder", "paper", "--target", "13B-5T", "--tasks", "piqa,csqa")
+    assert_clean_error(result, "task 'piqa': step 2 has 0 checkpoints", "task 'csqa'", "one evaluation per run")
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--sizes", "190M,370M", "--lengths", "1xC,2xC"], ["step 1 has 4 runs", "fewer than its 5 parameters"]),
+        (["--ladder", "paper"], ["step 2 has 0 checkpoints"]),
+    ],
+)
+def test_baseline_refuses_what_it_cannot_fit(olmo_final_only_nc, olmo_ladder_nc, args, fragments):
+    data = olmo_ladder_nc if "--sizes" in args else olmo_final_only_nc
+    result = invoke("baseline", "--data", data, *args, "--target", "13B-5T", "--tasks", "arc_easy", "--json")
+    assert_clean_error(result, "cannot fit task 'arc_easy'", *fragments)

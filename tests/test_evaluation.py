@@ -237,4 +237,51 @@ def test_eval_command_malformed_task_is_one_line(tmp_path, tiny_checkpoint):
 
 
 def test_eval_command_missing_checkpoint_is_one_line(tmp_path):
-    assert_clean_error(invoke("eval", tmp_path / "nope", "--task", "x.jsonl"), "nope")
+    assert_clean_error(invoke("eval", tmp_path / "nope", "--task", _jsonl_task(tmp_path)), "nope")
+
+
+def _jsonl_task(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(
+        "\n".join(json.dumps({"query": f"q{i}", "choices": ["a", "bb", "c", "d"], "gold": i % 4}) for i in range(8))
+    )
+    return path
+
+
+def test_eval_writes_a_ladder_dataset_then_adds_to_it(tmp_path, tiny_checkpoint):
+    from bayesladder import schema
+
+    task, out = _jsonl_task(tmp_path), tmp_path / "ladder.nc"
+    args = ["eval", str(tiny_checkpoint), "--task", str(task), "--threads", "1", "-o", str(out)]
+    first = invoke(*args, "--run", "mine-1xC", "--d", "2e6", "--json")
+    assert first.exit_code == 0, first.output
+    (row,) = json.loads(first.stdout)
+    ds = schema.read(out)
+    assert ds["run"].values.tolist() == ["mine-1xC"] and ds["tokens"].values.tolist() == [[2e6]]
+    assert ds["task_loss"].sel(task="mine").values[0, 0] == pytest.approx(row["task_loss"])
+    assert ds["accuracy_raw"].sel(task="mine").values[0, 0] == pytest.approx(row["accuracy_raw"])
+    from transformers import AutoModelForCausalLM
+
+    from bayesladder.training.model import count_n
+
+    assert float(ds["n_params"].values[0]) == count_n(AutoModelForCausalLM.from_pretrained(tiny_checkpoint))
+    second = invoke(*args, "--run", "mine-1xC", "--d", "1e6", "--n", str(float(ds["n_params"][0])))
+    assert second.exit_code == 0, second.output
+    assert "added to" in second.stderr
+    np.testing.assert_array_equal(schema.read(out)["tokens"].values, [[1e6, 2e6]])
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["-o", "OUT"], ["cannot tell its --run, --d", "give --run and --d"]),
+        (["-o", "OUT", "--run", "x", "--d", "-1"], ["--n and --d must be positive"]),
+        (["--run", "x"], ["give -o too"]),
+    ],
+)
+def test_eval_output_needs_to_know_the_run(tmp_path, tiny_checkpoint, extra, fragments):
+    out = tmp_path / "ladder.nc"
+    extra = [str(out) if e == "OUT" else e for e in extra]
+    result = invoke("eval", str(tiny_checkpoint), "--task", str(_jsonl_task(tmp_path)), *extra)
+    assert_clean_error(result, *fragments)
+    assert not out.exists()

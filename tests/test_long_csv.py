@@ -173,3 +173,150 @@ def test_rows_with_extra_or_missing_cells_are_refused(make_long_csv):
 def test_missing_file(tmp_path):
     with pytest.raises(BayesLadderError, match="cannot be read"):
         long_csv.import_file(tmp_path / "nope.csv")
+
+
+# ---------------------------------------------------------------- every problem at once, right line numbers
+
+
+def test_line_numbers_are_right_after_blank_lines(make_long_csv):
+    path = make_long_csv(lambda rows: rows[4].update(tokens="lots"))  # line 6 of the file as written
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2] + ["", ""] + lines[2:]) + "\n")  # two blank lines before line 3
+    with pytest.raises(BayesLadderError, match=r"line 8, column 'tokens': non-numeric value 'lots'"):
+        long_csv.import_file(path)
+
+
+def test_every_bad_row_and_column_is_reported_in_one_error(make_long_csv):
+    def edit(rows):
+        rows[1]["accuracy"] = "1.5"
+        rows[3]["tokens"] = "-1"
+        rows[5]["tokens"] = "0"
+        rows[7]["n_params"] = "many"
+        rows[8]["role"] = "teacher"
+
+    with pytest.raises(BayesLadderError) as info:
+        long_csv.import_file(make_long_csv(edit))
+    message = str(info.value)
+    for fragment in (
+        "line 3, column 'accuracy': must lie in [0, 1]",
+        "lines 5 and 7, column 'tokens': must be a positive",
+        "line 9, column 'n_params': non-numeric value 'many'",
+        "line 10, column 'role': must be one of ladder, target",
+    ):
+        assert fragment in message
+    assert "\n" not in message
+
+
+def test_every_inconsistent_run_and_task_is_reported(make_long_csv):
+    def edit(rows):
+        for row in rows:
+            row["n_questions"] = "100" if row["tokens"] == "1e+09" else "200"
+        rows[0]["n_params"] = "2e8"
+        rows[6]["size"] = "xl"
+
+    with pytest.raises(BayesLadderError) as info:
+        long_csv.import_file(make_long_csv(edit, extra_columns=["n_questions"]))
+    message = str(info.value)
+    assert "run 's-1xC' has more than one n_params (2e+08, 1e+08)" in message
+    assert "run 'm-1xC' has more than one size (xl, m)" in message
+    assert "task 'alpha' has more than one n_questions" in message and "task 'beta' has more than one" in message
+
+
+# ---------------------------------------------------------------- validation losses, units, final checkpoints
+
+
+def with_val_loss(rows):
+    """Every row carries its checkpoint's c4 validation loss; one extra row has only a validation loss."""
+    for row in rows:
+        row["val_loss"], row["val_set"] = f"{3 + 1e9 / float(row['tokens']):.4f}", "c4"
+    rows.append(dict(rows[0], tokens="4e9", task="", task_loss="", accuracy="", val_loss="2.9", step="4000"))
+
+
+def test_val_loss_column_gives_the_validation_loss_design_its_feature(make_long_csv):
+    from bayesladder.analyses.designs import swap_intermediate
+
+    ds = long_csv.import_file(make_long_csv(with_val_loss, extra_columns=["val_loss", "val_set"]))
+    assert ds["valset"].values.tolist() == ["c4"]
+    np.testing.assert_allclose(ds["val_loss"].sel(run="s-1xC", valset="c4").values, [5, 4, 3.5, 2.9])
+    # the validation-only row adds a checkpoint without task results
+    assert np.isnan(ds["task_loss"].sel(run="s-1xC").values[3]).all()
+    np.testing.assert_allclose(ds["val_loss"].sel(run="m-1xC", valset="c4").values[:3], [5, 4, 3.5])
+    swapped = swap_intermediate(ds, "c4")  # what 'compare --designs c4-intermediate --valset c4' fits on
+    np.testing.assert_allclose(swapped["task_loss"].sel(run="m-1xC", task="beta").values[:3], [5, 4, 3.5])
+
+
+@pytest.mark.parametrize(
+    "edit, header_extra, expected",
+    [
+        (with_val_loss, ["val_loss"], r"missing column\(s\) 'val_set'"),
+        (
+            lambda rows: (with_val_loss(rows), rows[2].update(val_set="")),
+            ["val_loss", "val_set"],
+            r"line 4, column 'val_set': must name the set",
+        ),
+        (
+            lambda rows: (with_val_loss(rows), rows[1].update(val_loss="7")),
+            ["val_loss", "val_set"],
+            r"lines 2 and 3, column 'val_loss': differs between rows",
+        ),
+        (lambda rows: rows[3].update(task=""), [], r"line 5, column 'task': must not be empty"),
+    ],
+)
+def test_bad_validation_losses(make_long_csv, edit, header_extra, expected):
+    with pytest.raises(BayesLadderError, match=expected):
+        long_csv.import_file(make_long_csv(edit, extra_columns=header_extra))
+
+
+def test_units_and_final_checkpoints_are_stored(long_csv_file):
+    from bayesladder import ladder
+
+    ds = long_csv.import_file(long_csv_file, units="nats/token", final_checkpoints=2)
+    assert ds.attrs["task_loss_units"] == ds["task_loss"].attrs["units"] == "nats/token"
+    assert "per token" in ds["task_loss"].attrs["long_name"]
+    assert ds.attrs["final_checkpoints"] == 2
+    finals = ladder.final_points(ds, ["s-1xC"]).set_index("task")
+    loss = ds["task_loss"].sel(run="s-1xC", task="alpha").values
+    assert finals.loc["alpha", "task_loss"] == pytest.approx(loss[1:].mean())  # the last 2 of 3 checkpoints
+    default = long_csv.import_file(long_csv_file)
+    assert default["task_loss"].attrs["units"] == "bits/byte" and "final_checkpoints" not in default.attrs
+
+
+def test_bad_options(long_csv_file):
+    with pytest.raises(BayesLadderError, match="unknown task-loss units 'bits'; use one of bits/byte, nats/token"):
+        long_csv.import_file(long_csv_file, units="bits")
+    with pytest.raises(BayesLadderError, match="final checkpoints must be at least 1"):
+        long_csv.import_file(long_csv_file, final_checkpoints=0)
+
+
+# ---------------------------------------------------------------- warnings
+
+
+def test_nan_cells_and_tasks_without_loss_are_warned_about(make_long_csv):
+    from bayesladder.errors import BayesLadderWarning
+
+    def edit(rows):
+        rows[0]["accuracy"] = "NaN"
+        rows[2]["accuracy"] = "nan"
+        for row in rows:
+            if row["task"] == "beta":
+                row["task_loss"] = ""
+
+    with pytest.warns(BayesLadderWarning) as caught:
+        ds = long_csv.import_file(make_long_csv(edit))
+    messages = [str(w.message) for w in caught]
+    assert any("lines 2 and 4, column 'accuracy': NaN read as 'not evaluated'" in m for m in messages)
+    assert any("no task loss for task(s) beta" in m for m in messages)
+    assert np.isnan(ds["task_loss"].sel(task="beta").values).all()
+
+
+def test_the_gemstones_ladder_imports_with_its_units(tmp_path):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "gemstones" / "gemstones.csv"
+    if not path.is_file():
+        pytest.skip("shared Gemstones data not present")
+    ds = long_csv.import_file(path, units="nats", final_checkpoints=1)
+    assert schema.validate(ds) == []
+    assert ds.sizes["run"] == 19 and ds.sizes["task"] == 9
+    assert ds["task_loss"].attrs["units"] == "nats" and ds.attrs["final_checkpoints"] == 1
+    assert (schema.n_checkpoints(ds) == 35).all()

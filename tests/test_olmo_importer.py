@@ -358,3 +358,21 @@ def test_download_rejects_a_corrupted_file(offline_upstream, tmp_path):
     with pytest.raises(BayesLadderError, match=r"370M-2xC\.csv.*(hash|SHA)"):
         olmo_ladder.download(tmp_path / "cache")
     assert not (tmp_path / "cache" / "370M-2xC.csv").exists()
+
+
+def test_every_bad_cell_of_every_bad_file_is_reported(olmo_data, tmp_path):
+    (tmp_path / "runs").mkdir()
+    rows = read_rows(olmo_data / "raw" / "190M-1xC.csv")
+    for i in (4, 7):
+        rows[i]["eval/downstream_bpb/piqa_val_rc_5shot_bpb"] = "oops"
+    rows[9]["throughput/total_tokens"] = "-3"
+    write_csv(tmp_path / "runs" / "190M-1xC.csv", list(rows[0]), rows)
+    rows = read_rows(olmo_data / "raw" / "370M-2xC.csv")
+    rows[2]["eval/downstream/piqa_val_rc_5shot_len_norm"] = "?"
+    write_csv(tmp_path / "runs" / "370M-2xC.csv", list(rows[0]), rows)
+    with pytest.raises(BayesLadderError) as info:
+        olmo_ladder.import_dir(tmp_path / "runs")
+    message = str(info.value)
+    assert "190M-1xC.csv, line 11: tokens D must be a positive number" in message
+    assert "lines 6 and 9, column 'eval/downstream_bpb/piqa_val_rc_5shot_bpb': non-numeric value 'oops'" in message
+    assert "370M-2xC.csv, line 4, column 'eval/downstream/piqa_val_rc_5shot_len_norm'" in message

@@ -14,6 +14,8 @@ import numpy as np
 
 from bayesladder.evaluation.tasks import Task
 
+ACCURACY_NORMALISATION = "per character (OLMo len_norm)"
+
 
 @dataclass(frozen=True)
 class TaskScore:

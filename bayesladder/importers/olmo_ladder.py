@@ -15,7 +15,7 @@ import pooch
 
 from bayesladder import schema
 from bayesladder.errors import BayesLadderError
-from bayesladder.importers.tables import numeric_column, read_csv_strict, require_columns
+from bayesladder.importers.tables import Problems, numeric_column, read_csv_strict, require_columns
 from bayesladder.targets import KNOWN_TARGETS
 
 # N (the paper's convention: transformer blocks + input embedding) and global batch size per size.
@@ -150,14 +150,19 @@ def import_dir(directory: str | Path):
     directory = Path(directory)
     if not directory.is_dir():
         raise BayesLadderError(f"{directory}: no such folder; pass the folder holding the OLMo-ladder CSV files")
-    runs, columns = [], []
+    runs, columns, problems = [], [], []
     for path in sorted(directory.glob("*.csv")):
-        parsed = _run_identity(path)
-        if parsed is None:
-            continue
-        run, batch_size = parsed
-        runs.append(run)
-        columns.append(_read_run(path, run, batch_size))
+        try:
+            parsed = _run_identity(path)
+            if parsed is None:
+                continue
+            run, batch_size = parsed
+            columns.append(_read_run(path, run, batch_size))
+            runs.append(run)
+        except BayesLadderError as exc:  # every bad file is reported, not only the first
+            problems.append(str(exc))
+    if problems:
+        raise BayesLadderError("; ".join(problems))
     if not runs:
         raise BayesLadderError(
             f"{directory}: no OLMo-ladder files found; expected names like '190M-1xC.csv' "
@@ -234,21 +239,22 @@ def _read_run(path: Path, run: dict, batch_size: float) -> dict[str, np.ndarray]
         for split in task.splits:
             metric_columns += [_loss_column(split), _accuracy_column(split, task)]
     require_columns(table, metric_columns, path)
+    problems = Problems(path)
 
-    def column(name):
-        return numeric_column(table, name, path)
+    def column(name, allow_empty=True):
+        return numeric_column(table, name, problems, allow_empty=allow_empty)
 
-    if "throughput/total_tokens" in table.columns:
-        tokens = column("throughput/total_tokens")
+    has_total = "throughput/total_tokens" in table.columns
+    step = column("_step", allow_empty=has_total) if "_step" in table.columns else np.full(len(table), np.nan)
+    if has_total:
+        tokens = column("throughput/total_tokens", allow_empty=False)
     elif "_step" in table.columns:
-        tokens = column("_step") * batch_size
+        tokens = step * batch_size
     elif run["role"] == "target" and len(table) == 1:
         tokens = np.array([KNOWN_TARGETS[run["name"]].tokens])
     else:
         raise BayesLadderError(f"{path}: needs a 'throughput/total_tokens' or '_step' column to know the tokens D")
-    if np.isnan(tokens).any() or (tokens <= 0).any():
-        row = int(np.flatnonzero(np.isnan(tokens) | (tokens <= 0))[0])
-        raise BayesLadderError(f"{path}, line {row + 2}: tokens D must be a positive number")
+    problems.add_rows(table, tokens <= 0, None, "tokens D must be a positive number")
     loss = np.stack([sum(w * column(_loss_column(s)) for s, w in t.splits.items()) for t in TASKS], axis=-1)
     acc = np.stack([sum(w * column(_accuracy_column(s, t)) for s, w in t.splits.items()) for t in TASKS], axis=-1)
     val = np.stack(
@@ -260,7 +266,7 @@ def _read_run(path: Path, run: dict, batch_size: float) -> dict[str, np.ndarray]
         ],
         axis=-1,
     )
-    step = column("_step") if "_step" in table.columns else np.full(len(table), np.nan)
+    problems.raise_if_any()
     return {"task_loss": loss, "accuracy": acc, "tokens": tokens, "step": step, "val_loss": val}
 
 

@@ -1,7 +1,8 @@
-"""Checkpoints: a folder with the model in safetensors (``AutoModelForCausalLM.from_pretrained`` loads it),
-``state.pt`` (optimizer state and step) and ``training.json``, the record of what the run was started with (its
-plan, size, recipe, corpus and precision), as nanoGPT keeps its model arguments in a checkpoint. A run continues
-only from a checkpoint whose record equals its own. Written to a temporary folder, then renamed into place."""
+"""Checkpoints: a folder with the model in safetensors and its byte-level tokenizer (``from_pretrained`` of
+transformers and lm-evaluation-harness load it as it is), ``state.pt`` (optimizer state and step) and
+``training.json``, the record of what the run was started with (its plan, size, recipe, corpus and precision), as
+nanoGPT keeps its model arguments in a checkpoint. A run continues only from a checkpoint whose record equals its
+own. Written to a temporary folder, then renamed into place."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bayesladder.errors import BayesLadderError
+from bayesladder.training import tokenizer
 
 RECORD = "training.json"
 
@@ -27,6 +29,7 @@ def save(path: Path, model, optimizer=None, step: int = 0, record: dict | None =
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         model.save_pretrained(tmp)
+        tokenizer.save(tmp, model.config.max_position_embeddings)
         if optimizer is not None:
             torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp / "state.pt")
         if record is not None:
