@@ -15,6 +15,7 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import curve_fit, minimize
 
+from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import final_points, step2_checkpoints, trailing_moving_average
 
 HUBER_DELTA = 1e-3
@@ -22,6 +23,10 @@ STEP1_START = (3.0, 6.0, 0.1, 0.2, 1.0)  # a, b, alpha, beta, E
 STEP2_START = (-1.0, 0.9, 3.0, 1.0)  # A, L0, k, B
 STEP2_BOUNDS = ([-1.0, 0.0, 0.0, 0.0], [0.0, np.inf, np.inf, 1.0])
 SMOOTHING_WINDOW = 5
+
+
+class BaselineFitError(BayesLadderError):
+    """The paper's least-squares fit did not converge on this ladder."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,10 @@ def fit(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> dict[str, TaskFit]
         for task in tasks:
             points = finals[finals["task"] == task]
             step1 = fit_step1(points["n_params"].values, points["tokens"].values, points["task_loss"].values)
-            step2 = fit_step2(*step2_points(ds, runs, task))
+            try:
+                step2 = fit_step2(*step2_points(ds, runs, task))
+            except RuntimeError as exc:  # curve_fit: "Optimal parameters not found: ..."
+                raise BaselineFitError(f"step 2 of task {task}: {exc}") from None
             fits[task] = TaskFit(step1, step2)
     return fits
 
