@@ -249,8 +249,9 @@ def _report_diagnostics(diag, thresholds: Thresholds, as_json: bool) -> None:
         output.table(pd.DataFrame(rows), title="Diagnostics")
     if not diag.ok:
         note(
-            f"DIAGNOSTICS FAILED: {'; '.join(diag.failures)}. The chains disagree or explored the posterior poorly, "
-            "so this fit's numbers cannot be trusted: sample longer (--tune/--draws) or check the data."
+            f"DIAGNOSTICS FAILED: {'; '.join(diag.failures)}. The sampler did not explore the posterior reliably, "
+            "so this fit's numbers cannot be trusted: low ESS or high R-hat call for longer sampling "
+            "(--tune/--draws); divergences and saturated tree depth point at the model or the data."
         )
         raise typer.Exit(EXIT_DIAGNOSTICS_FAILED)
     passed = ", ".join(f"{r['check']} {r['rule']}" for r in rows if r["status"] == "pass")
@@ -301,7 +302,7 @@ def _trust(fitted, fit_file: Path) -> bool | None:
     if not fitted.diagnostics["ok"]:
         warn(
             f"{fit_file} failed its diagnostics ({'; '.join(fitted.diagnostics['failures'])}): do not trust these "
-            "numbers; refit with more --tune/--draws or check the data"
+            f"numbers (see bayesladder diagnose --fit {fit_file})"
         )
     return bool(fitted.diagnostics["ok"])
 

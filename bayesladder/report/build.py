@@ -105,8 +105,7 @@ def build(
         warnings.simplefilter("ignore")
         diag = diagnose(fitted, thresholds)
     banner = [
-        f"Diagnostics failed: {f}. Do not trust these predictions; sample longer or check the data."
-        for f in diag.failures
+        f"Diagnostics failed: {f}. Do not trust these predictions (see the Diagnostics section)." for f in diag.failures
     ]
     banner += [b.warning(name) + "." for name, b in beyond.items() if b.far]
 
