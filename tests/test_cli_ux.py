@@ -264,3 +264,14 @@ def test_step2_legends_list_sizes_in_order_of_n(report_figures):
         labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
         assert labels[:4] == SIZES_BY_N and "3B-10xC predicted" in labels and "3B-10xC actual" in labels
         assert _inside(fig.axes[0])
+
+
+def test_variance_reads_the_backtest_json_object(olmo_ladder_nc, tmp_path):
+    """`variance --backtest` takes what `backtest --json` prints: {"rows": [...], "summary": [...]}."""
+    rows = [{"run": "3B-10xC", "task": "boolq", "actual_acc": 0.70, "acc_median": 0.66}]
+    backtest = tmp_path / "backtest.json"
+    backtest.write_text(json.dumps({"rows": rows, "summary": [{"run": "all", "mae": 0.04}]}))
+    result = invoke("variance", "--data", olmo_ladder_nc, "--run", "1B-10xC", "--backtest", backtest, "--json")
+    assert result.exit_code == 0, result.output
+    by_task = {r["task"]: r for r in json.loads(result.stdout)}
+    assert by_task["boolq"]["abs_error"] == pytest.approx(0.04)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import assert_clean_error, invoke
 from typer.testing import CliRunner
 
 from bayesladder.analyses.variance import COLUMNS, variance
@@ -51,9 +52,7 @@ def test_variance_table_output(olmo_ladder_nc):
     ],
 )
 def test_variance_bad_input_is_one_line(olmo_ladder_nc, args, fragment):
-    result = runner.invoke(app, ["variance", "--data", str(olmo_ladder_nc), *args])
-    assert result.exit_code == 1
-    assert fragment in result.output and result.output.count("\n") == 1
+    assert_clean_error(invoke("variance", "--data", olmo_ladder_nc, *args), fragment)
 
 
 def test_variance_relates_to_backtest_errors(olmo_ladder_nc, tmp_path):
@@ -72,7 +71,5 @@ def test_variance_relates_to_backtest_errors(olmo_ladder_nc, tmp_path):
     assert by_task["boolq"]["error_over_sd"] == pytest.approx(0.03 / by_task["boolq"]["acc_sd"])
     assert by_task["mmlu"]["abs_error"] is None  # no backtest row for it
     backtest.write_text(json.dumps([{"task": "boolq"}]))
-    result = runner.invoke(
-        app, ["variance", "--data", str(olmo_ladder_nc), "--run", "1B-10xC", "--backtest", str(backtest)]
-    )
-    assert result.exit_code == 1 and "lacks column(s) acc_median, actual_acc" in result.output
+    result = invoke("variance", "--data", olmo_ladder_nc, "--run", "1B-10xC", "--backtest", backtest)
+    assert_clean_error(result, "lacks column(s) acc_median, actual_acc")
