@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+_NUMBER = r"[+-]?[\d.]+(e[+-]?\d+)?"
+# cells that read as numbers (right-aligned): 61.2, +0.7, 1e+04, 55.0-65.0, 3/4, 59.8 [55.0-65.0]
+NUMBERS = re.compile(rf"^(-|{_NUMBER}([-/ \[]+{_NUMBER})*\]?)$")
 
 
 def records(frame: pd.DataFrame) -> list[dict]:
@@ -45,7 +50,9 @@ def table(frame: pd.DataFrame, title: str | None = None, digits: int = 4) -> Non
         console.print(Text(title, style="bold"))
     shown = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     for column in frame.columns:
-        numeric = pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])
+        values = frame[column]
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        numeric = numeric or bool(values.map(lambda v: isinstance(v, str) and NUMBERS.match(v) is not None).all())
         shown.add_column(Text(str(column)), justify="right" if numeric else "left", no_wrap=True)
     for row in records(frame):
         shown.add_row(*(Text(_cell(v, digits)) for v in row.values()))
