@@ -307,14 +307,21 @@ def _trust(fitted, fit_file: Path) -> bool | None:
     return bool(fitted.diagnostics["ok"])
 
 
-def _fit_dataset(fitted, fit_file: Path, data: Path | None):
-    """(path, dataset, note) for a command reading a fit: --data if given, else the fit's own dataset."""
+def _load_fit(fit_file: Path, data: Path | None, needs_data: bool = True):
+    """(fit, dataset path, dataset, note) for a command that reads a fit. The dataset is --data (checked against
+    the fit's hash) or, when ``needs_data``, the fit's own; the note says which file that was."""
     from bayesladder import datasets, schema
+    from bayesladder.bayes.fit import LadderFit
 
     if data is not None:
-        return data, schema.read(data), None
+        ds = schema.read(data)
+        return LadderFit.load(fit_file, dataset=ds), data, ds, None
+    fitted = LadderFit.load(fit_file)
+    if not needs_data:
+        return fitted, None, None, None
     path, ds = datasets.of_fit(fitted.dataset_path, fitted.data_hash, fit_file)
-    return path, ds, f"using the dataset the fit was made on: {datasets.describe(path)} (pass --data to choose another)"
+    used = f"using the dataset the fit was made on: {datasets.describe(path)} (pass --data to choose another)"
+    return fitted, path, ds, used
 
 
 @app.command()
@@ -383,15 +390,11 @@ def predict(
     """Posterior median and 50% / 90% intervals of each task's loss and accuracy at a target."""
     from bayesladder import extrapolation, output
     from bayesladder import ladder as ladder_runs
-    from bayesladder.bayes.fit import LadderFit
     from bayesladder.bayes.predict import predict_table
     from bayesladder.targets import KNOWN_TARGETS
 
-    fitted = LadderFit.load(fit_file)
-    ds, used = None, None
-    if data is not None or (target is not None and target not in KNOWN_TARGETS):  # a run of a dataset
-        _, ds, used = _fit_dataset(fitted, fit_file, data)
-        fitted = LadderFit.load(fit_file, dataset=ds)
+    a_run = target is not None and target not in KNOWN_TARGETS  # only a run of a dataset needs one
+    fitted, _, ds, used = _load_fit(fit_file, data, needs_data=a_run)
     spec = ladder_runs.resolve_target(ds, target, n, d)
     size = str(ds["size"].sel(run=spec.name).values) if ds is not None and spec.name in ds["run"].values else None
     table = predict_table(fitted, spec.n_params, spec.tokens, size=size)
@@ -589,12 +592,10 @@ def report(
 ) -> None:
     """A report of a fit: predictions with intervals, step 1/2 and chained figures, diagnostics, priors, provenance."""
     from bayesladder import report as reports
-    from bayesladder.bayes.fit import LadderFit
 
     if fmt not in ("html", "md"):
         raise BayesLadderError(f"unknown --format '{fmt}'; use html or md")
-    fitted = LadderFit.load(fit_file)
-    data_path, ds, used = _fit_dataset(fitted, fit_file, data)
+    fitted, data_path, ds, used = _load_fit(fit_file, data)
     variance_table = None
     if variance_run is not None:
         from bayesladder.analyses.variance import variance as checkpoint_variance

@@ -84,6 +84,16 @@ def test_shipped_micro_ladder_is_named_as_such():
     assert datasets.describe(datasets.micro_ladder()).startswith("the shipped micro ladder (")
 
 
+def test_shipped_micro_ladder_is_a_meaningful_default():
+    """Enough questions that binomial noise is at most 2 points, sizes spread out, a target well beyond them."""
+    ds = schema.read(datasets.micro_ladder())
+    assert float(np.sqrt(0.25 / ds["n_questions"].min())) <= 0.02
+    ladder_n = ds["n_params"].values[(ds["role"] == "ladder").values]
+    [target_n] = ds["n_params"].values[(ds["role"] == "target").values]
+    assert len(set(ladder_n)) >= 5 and ladder_n.max() / ladder_n.min() > 9
+    assert target_n / ladder_n.max() > 4
+
+
 def test_fit_refuses_to_overwrite_without_force(olmo_ladder_nc, tmp_path):
     existing = tmp_path / "fit.nc"
     existing.write_text("a previous fit")
