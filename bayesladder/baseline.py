@@ -31,6 +31,10 @@ STEP2_BOUNDS = ([-1.0, 0.0, 0.0, 0.0], [0.0, np.inf, np.inf, 1.0])
 SMOOTHING_WINDOW = 5
 
 
+class BaselineFitError(BayesLadderError):
+    """The paper's least-squares fit did not converge on this ladder."""
+
+
 @dataclass(frozen=True)
 class TaskFit:
     step1: tuple[float, ...]  # a, b, alpha, beta, E
@@ -122,7 +126,11 @@ def fit(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> dict[str, TaskFit]
                 problems.append(problem)
                 continue
             step1 = fit_step1(points["n_params"].values, points["tokens"].values, points["task_loss"].values)
-            fits[task] = TaskFit(step1, fit_step2(*step2))
+            try:
+                step2_fit = fit_step2(*step2)
+            except RuntimeError as exc:  # curve_fit: "Optimal parameters not found: ..."
+                raise BaselineFitError(f"step 2 of task {task}: {exc}") from None
+            fits[task] = TaskFit(step1, step2_fit)
     if problems:
         raise BayesLadderError(f"the paper's method cannot fit {'; '.join(problems)}")
     return fits

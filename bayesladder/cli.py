@@ -1,32 +1,91 @@
-"""The ``bayesladder`` command line: thin commands over the library; errors become one line and exit 1."""
+"""The ``bayesladder`` command line: thin commands over the library.
+
+Results go to stdout (a table, or with --json only JSON); notes, warnings and a line per stage of long work go
+to stderr. Every error (bad input, and typer's own: a bad option value, a missing option, an unknown command) is
+one line ``error: ...`` on stderr with exit code 1; exit code 2 means "the fit's diagnostics failed".
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
+from typer.exceptions import Abort, TyperException
 
+from bayesladder.bayes.diagnostics import Thresholds
+from bayesladder.bayes.fit import FitConfig
 from bayesladder.errors import BayesLadderError
 
+EXIT_DIAGNOSTICS_FAILED = 2
+
+
+class OneLineErrors(TyperGroup):
+    """Typer's usage errors as one line ``error: ...`` and exit code 1, like every other error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _Clock.started = time.monotonic()
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except TyperException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # 'bayesladder' alone: its help was printed; no error
+                code = 0
+            else:
+                ctx = getattr(exc, "ctx", None)
+                hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+                typer.echo(f"error: {' '.join(exc.format_message().split()).rstrip('.')}{hint}", err=True)
+                code = 1
+        except Abort:
+            typer.echo("error: aborted", err=True)
+            code = 1
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
 app = typer.Typer(
-    help="Predict a large model's downstream task scores from a ladder of small models.", no_args_is_help=True
+    cls=OneLineErrors,
+    help="Predict a large model's downstream task scores from a ladder of small models.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
 )
 import_app = typer.Typer(help="Turn other tools' logs into a ladder dataset (netCDF).", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print only a JSON list of records.")]
-DataOption = Annotated[Path, typer.Option("--data", help="Ladder dataset (netCDF) made by 'bayesladder import'.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print only JSON (every column of the table).")]
+OptionalDataOption = Annotated[
+    Path | None,
+    typer.Option("--data", dir_okay=False, help="Ladder dataset (netCDF; default: the shipped micro ladder)."),
+]
+FitDataOption = Annotated[
+    Path | None,
+    typer.Option("--data", dir_okay=False, help="Ladder dataset (default: the one the fit was made on)."),
+]
+FitFileOption = Annotated[Path, typer.Option("--fit", dir_okay=False, help="Fit file written by 'bayesladder fit'.")]
 LadderOption = Annotated[str | None, typer.Option("--ladder", help="Named ladder preset, e.g. 'paper'.")]
 SizesOption = Annotated[list[str] | None, typer.Option("--sizes", help="Sizes to fit on (repeat or comma-separate).")]
 LengthsOption = Annotated[
     list[str] | None, typer.Option("--lengths", help="Lengths to fit on (repeat or comma-separate).")
 ]
 TasksOption = Annotated[str, typer.Option("--tasks", help="'all' or a comma-separated list of task names.")]
+ChainsOption = Annotated[int, typer.Option("--chains", help="Number of MCMC chains.")]
+DrawsOption = Annotated[int, typer.Option("--draws", help="Posterior draws per chain.")]
+TuneOption = Annotated[int, typer.Option("--tune", help="Tuning (warm-up) draws per chain.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
+
+
+class _Clock:
+    """When the command started: stage lines show the seconds since."""
+
+    started = time.monotonic()
 
 
 def reports_errors(command):
@@ -41,6 +100,32 @@ def reports_errors(command):
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def note(text: str) -> None:
+    """A line for people on stderr (stdout holds only results)."""
+    typer.echo(text, err=True)
+
+
+def warn(text: str) -> None:
+    note(f"warning: {text}")
+
+
+def stage(text: str) -> None:
+    """One line per stage of long work, on stderr whether or not it is a terminal."""
+    note(f"[{time.monotonic() - _Clock.started:4.0f} s] {text}")
+
+
+@contextlib.contextmanager
+def stage_once_started(text: str, after: float = 2.0):
+    """The stage line of library work that checks its own input first: printed once the work has run for
+    ``after`` seconds, so that bad input still gets its one-line error alone."""
+    timer = threading.Timer(after, stage, args=(text,))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def split_list(values: list[str] | None) -> list[str] | None:
@@ -151,7 +236,7 @@ def import_lm_eval(
 @app.command()
 @reports_errors
 def baseline(
-    data: DataOption = Path("ladder.nc"),
+    data: OptionalDataOption = None,
     ladder: LadderOption = None,
     sizes: SizesOption = None,
     lengths: LengthsOption = None,
@@ -165,10 +250,10 @@ def baseline(
 ) -> None:
     """The paper's two-step point fit, chained to predict a target's task loss and accuracy."""
     from bayesladder import baseline as paper_method
+    from bayesladder import datasets, output, schema
     from bayesladder import ladder as ladder_runs
-    from bayesladder import output, schema
 
-    ds = schema.read(data)
+    ds = schema.read(data or datasets.micro_ladder())
     target_spec = ladder_runs.resolve_target(ds, target, n, d)
     runs = ladder_runs.select_runs(ds, ladder_runs.resolve_selection(ladder, split_list(sizes), split_list(lengths)))
     fits = paper_method.fit(ds, runs, resolve_tasks(ds, tasks))
@@ -181,19 +266,8 @@ def baseline(
     )
 
 
-ChainsOption = Annotated[int, typer.Option("--chains", help="Number of MCMC chains.")]
-DrawsOption = Annotated[int, typer.Option("--draws", help="Posterior draws per chain.")]
-TuneOption = Annotated[int, typer.Option("--tune", help="Tuning (warm-up) draws per chain.")]
-SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
-OptionalDataOption = Annotated[
-    Path | None, typer.Option("--data", help="Ladder dataset (default: the shipped micro ladder).")
-]
-FitFileOption = Annotated[Path, typer.Option("--fit", help="Fit file written by 'bayesladder fit'.")]
-
-
 def _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed):
     from bayesladder import ladder as ladder_runs
-    from bayesladder.bayes.fit import FitConfig
 
     if min(chains, draws, tune) < 1:
         raise BayesLadderError("--chains, --draws and --tune must be at least 1")
@@ -203,26 +277,96 @@ def _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed):
     )
 
 
-def _report_diagnostics(diag, as_json: bool) -> None:
-    """Print the diagnostics; when they fail, say so loudly on stderr and exit with code 2."""
+def _report_diagnostics(diag, thresholds: Thresholds, as_json: bool) -> None:
+    """Print the diagnostics (JSON: the whole record) and say what they mean; exit 2 when they fail."""
     import pandas as pd
 
     from bayesladder import output
+    from bayesladder.bayes.diagnostics import checks
 
-    keys = ["ok", "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "max_pareto_k"]
-    record = diag.record()
+    rows = checks(diag, thresholds)
     if as_json:
-        output.emit(pd.DataFrame([{k: record[k] for k in keys}]), True)
+        output.emit(pd.DataFrame([diag.record()]), True)
     else:
-        extra = ["tree_depth_saturated", "mean_tree_depth", "elpd_loo", "ppc_loss_coverage90", "ppc_acc_coverage90"]
-        output.emit(pd.DataFrame([{k: record[k] for k in keys + extra}]), False, title="Diagnostics")
+        for row in rows:  # one column of counts and measures
+            v = row["value"]
+            row["value"] = str(v) if isinstance(v, int) else f"{v:.4g}"
+        output.table(pd.DataFrame(rows), title="Diagnostics")
     if not diag.ok:
-        typer.echo(
-            f"DIAGNOSTICS FAILED: {'; '.join(diag.failures)}. Do not trust this fit: "
-            "sample longer (--tune/--draws) or check the data.",
-            err=True,
+        note(
+            f"DIAGNOSTICS FAILED: {'; '.join(diag.failures)}. The sampler did not explore the posterior reliably, "
+            "so this fit's numbers cannot be trusted: low ESS or high R-hat call for longer sampling "
+            "(--tune/--draws); divergences and saturated tree depth point at the model or the data."
         )
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_DIAGNOSTICS_FAILED)
+    passed = ", ".join(f"{r['check']} {r['rule']}" for r in rows if r["status"] == "pass")
+    note(
+        f"diagnostics: all convergence checks pass ({passed}): the sampler explored the posterior, so the "
+        "intervals reflect the model and the data rather than sampling noise."
+    )
+
+
+def _refuse_overwrite(path: Path, force: bool) -> None:
+    if path.is_dir():
+        raise BayesLadderError(f"{path} is a folder; give a file name for the fit, e.g. {path / 'fit.nc'}")
+    if path.exists() and not force:
+        raise BayesLadderError(f"{path} exists; pass --force to overwrite it, or choose another name with -o")
+
+
+def _describe_runs(ds, runs: list[str]) -> str:
+    """'16 runs (sizes 11k, 20k, 35k, 54k; lengths 1xC, 2xC, 5xC, 10xC)', sizes by N, lengths by tokens."""
+    chosen = ds.sel(run=runs)
+    sizes = sorted(
+        set(map(str, chosen["size"].values)), key=lambda s: float(chosen["n_params"].where(chosen["size"] == s).max())
+    )
+    lengths = sorted(
+        set(map(str, chosen["length"].values)),
+        key=lambda v: float(chosen["multiplier"].where(chosen["length"] == v).max()),
+    )
+    return f"{len(runs)} runs (sizes {', '.join(sizes)}; lengths {', '.join(lengths)})"
+
+
+def _diagnose(fitted, thresholds: Thresholds):
+    """The fit's diagnostics; PSIS's warning about high Pareto k is not repeated: the table reports it."""
+    import warnings
+
+    from bayesladder.bayes import diagnostics
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return diagnostics.diagnose(fitted, thresholds)
+
+
+def _trust(fitted, fit_file: Path) -> bool | None:
+    """Warn on stderr when the fit failed its diagnostics or never recorded them; returns their verdict."""
+    if fitted.diagnostics is None:
+        warn(
+            f"{fit_file} does not record its diagnostics (an older fit); check them: bayesladder diagnose --fit {fit_file}"
+        )
+        return None
+    if not fitted.diagnostics["ok"]:
+        warn(
+            f"{fit_file} failed its diagnostics ({'; '.join(fitted.diagnostics['failures'])}): do not trust these "
+            f"numbers (see bayesladder diagnose --fit {fit_file})"
+        )
+    return bool(fitted.diagnostics["ok"])
+
+
+def _load_fit(fit_file: Path, data: Path | None, needs_data: bool = True):
+    """(fit, dataset path, dataset, note) for a command that reads a fit. The dataset is --data (checked against
+    the fit's hash) or, when ``needs_data``, the fit's own; the note says which file that was."""
+    from bayesladder import datasets, schema
+    from bayesladder.bayes.fit import LadderFit
+
+    if data is not None:
+        ds = schema.read(data)
+        return LadderFit.load(fit_file, dataset=ds), data, ds, None
+    fitted = LadderFit.load(fit_file)
+    if not needs_data:
+        return fitted, None, None, None
+    path, ds = datasets.of_fit(fitted.dataset_path, fitted.data_hash, fit_file)
+    used = f"using the dataset the fit was made on: {datasets.describe(path)} (pass --data to choose another)"
+    return fitted, path, ds, used
 
 
 @app.command()
@@ -233,28 +377,47 @@ def fit(
     sizes: SizesOption = None,
     lengths: LengthsOption = None,
     tasks: TasksOption = "all",
-    chains: ChainsOption = 4,
-    draws: DrawsOption = 1000,
-    tune: TuneOption = 1000,
-    seed: SeedOption = 0,
+    chains: ChainsOption = FitConfig.chains,
+    draws: DrawsOption = FitConfig.draws,
+    tune: TuneOption = FitConfig.tune,
+    seed: SeedOption = FitConfig.seed,
     output_path: Annotated[Path, typer.Option("-o", "--output", help="Fit file to write (netCDF).")] = Path("fit.nc"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the fit file if it exists.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Fit the hierarchical Bayesian two-step model; print its diagnostics (exit 2 if they fail)."""
     from bayesladder import datasets, schema
-    from bayesladder.bayes import diagnostics
+    from bayesladder import ladder as ladder_runs
+    from bayesladder.bayes.data import with_replicates
     from bayesladder.bayes.fit import fit as fit_model
+    from bayesladder.targets import default_targets
 
-    ds = schema.read(data or datasets.micro_ladder())
+    data_path = data or datasets.micro_ladder()
+    ds = schema.read(data_path)
     config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
-    fitted = fit_model(ds, config, progress=not as_json)
-    checked = diagnostics.diagnose(fitted)
+    _refuse_overwrite(output_path, force)
+    runs = ladder_runs.select_runs(ds, config.selection)
+    reruns = len(with_replicates(ds, runs)) - len(runs)
+    note(
+        f"fitting the two-step model to {datasets.describe(data_path)}: {_describe_runs(ds, runs)}"
+        + (f" and {reruns} independent reruns of them" if reruns else "")
+        + f", {len(config.tasks)} tasks ({', '.join(config.tasks)})"
+    )
+    stage(f"compiling the model, then sampling {chains} chains x {draws} draws after {tune} tuning draws")
+    fitted = fit_model(ds, config, progress=not as_json and sys.stderr.isatty())
+    stage("checking the diagnostics (R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO, PPC)")
+    thresholds = Thresholds()
+    checked = _diagnose(fitted, thresholds)
     fitted.diagnostics = checked.record()
     fitted.save(output_path)
-    typer.echo(
-        f"wrote {output_path}: {len(config.tasks)} tasks, {chains} x {draws} draws in {fitted.seconds:.1f} s", err=True
+    note(f"wrote {output_path} ({fitted.seconds:.0f} s to compile and sample)")
+    targets = [ladder_runs.resolve_target(ds, name, None, None) for name in default_targets(ds, fitted)]
+    target = max(targets, key=lambda t: t.n_params * t.tokens).name  # the one furthest out
+    note(
+        f"next: bayesladder predict --fit {output_path} --target {target}\n"
+        f"  or: bayesladder report --fit {output_path} -o report.html"
     )
-    _report_diagnostics(checked, as_json)
+    _report_diagnostics(checked, thresholds, as_json)
 
 
 @app.command()
@@ -262,28 +425,47 @@ def fit(
 def predict(
     fit_file: FitFileOption = Path("fit.nc"),
     target: Annotated[
-        str | None, typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of --data).")
+        str | None, typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of the fit's dataset).")
     ] = None,
     n: Annotated[float | None, typer.Option("--n", help="Target parameters N.")] = None,
     d: Annotated[float | None, typer.Option("--d", help="Target training tokens D.")] = None,
-    data: OptionalDataOption = None,
+    data: FitDataOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Posterior median and 50% / 90% intervals of each task's loss and accuracy at a target."""
+    from bayesladder import extrapolation, output
     from bayesladder import ladder as ladder_runs
-    from bayesladder import output, schema
-    from bayesladder.bayes.fit import LadderFit
     from bayesladder.bayes.predict import predict_table
+    from bayesladder.targets import KNOWN_TARGETS
 
-    ds = schema.read(data) if data is not None else None
-    fitted = LadderFit.load(fit_file, dataset=ds)
+    a_run = target is not None and target not in KNOWN_TARGETS  # only a run of a dataset needs one
+    fitted, _, ds, used = _load_fit(fit_file, data, needs_data=a_run)
     spec = ladder_runs.resolve_target(ds, target, n, d)
     size = str(ds["size"].sel(run=spec.name).values) if ds is not None and spec.name in ds["run"].values else None
     table = predict_table(fitted, spec.n_params, spec.tokens, size=size)
-    output.emit(
-        table,
-        as_json,
-        title=f"Prediction for {spec.name} (N={spec.n_params:.4g}, D={spec.tokens:.4g}); q05-q95 is the 90% interval",
+    beyond = extrapolation.beyond(fitted.largest_rung(), spec.n_params, spec.tokens)
+    if used:
+        note(used)
+    ok = _trust(fitted, fit_file)
+    if beyond.far:
+        warn(beyond.warning(spec.name))
+    if as_json:
+        flags = dict(n_factor=beyond.n_factor, d_factor=beyond.d_factor, far_outside_ladder=beyond.far)
+        output.emit(table.assign(target=spec.name, **flags, diagnostics_ok=ok), True)
+        return
+    shown = table[["task"]].assign(
+        loss=table["loss_median"].map("{:.3f}".format),
+        **{"loss 90%": [output.number_range(a, b) for a, b in zip(table["loss_q05"], table["loss_q95"])]},
+        accuracy=table["acc_median"].map(output.points),
+        **{"acc 50%": [output.point_range(a, b) for a, b in zip(table["acc_q25"], table["acc_q75"])]},
+        **{"acc 90%": [output.point_range(a, b) for a, b in zip(table["acc_q05"], table["acc_q95"])]},
+    )
+    output.table(
+        shown,
+        title=(
+            f"Prediction for {spec.name} (N={spec.n_params:.3g}, D={spec.tokens:.3g}: {beyond.describe()}): "
+            "median and 50% / 90% intervals; loss in bits/byte, accuracy in points"
+        ),
     )
 
 
@@ -291,24 +473,28 @@ def predict(
 @reports_errors
 def diagnose(
     fit_file: FitFileOption = Path("fit.nc"),
-    plots: Annotated[Path | None, typer.Option("--plots", help="Folder for rank/trace and PPC figures (PNG).")] = None,
-    max_rhat: Annotated[float, typer.Option("--max-rhat")] = 1.01,
-    min_ess: Annotated[float, typer.Option("--min-ess")] = 400,
-    min_bfmi: Annotated[float, typer.Option("--min-bfmi")] = 0.3,
+    plots: Annotated[
+        Path | None, typer.Option("--plots", file_okay=False, help="Folder for rank and PPC figures (PNG).")
+    ] = None,
+    max_rhat: Annotated[float, typer.Option("--max-rhat", help="Largest acceptable R-hat.")] = Thresholds.max_rhat,
+    min_ess: Annotated[float, typer.Option("--min-ess", help="Smallest acceptable ESS.")] = Thresholds.min_ess,
+    min_bfmi: Annotated[float, typer.Option("--min-bfmi", help="Smallest acceptable E-BFMI.")] = Thresholds.min_bfmi,
     as_json: JsonOption = False,
 ) -> None:
-    """R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO and PPC of a fit (exit 2 if any fails)."""
-    from bayesladder.bayes import diagnostics
+    """R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO and PPC of a fit (exit 2 if any check fails)."""
     from bayesladder.bayes.fit import LadderFit
 
     fitted = LadderFit.load(fit_file)
-    thresholds = diagnostics.Thresholds(max_rhat=max_rhat, min_ess=min_ess, min_bfmi=min_bfmi)
+    thresholds = Thresholds(max_rhat=max_rhat, min_ess=min_ess, min_bfmi=min_bfmi)
+    stage("computing the diagnostics (R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO, PPC)")
+    checked = _diagnose(fitted, thresholds)
     if plots is not None:
         from bayesladder.bayes import plots as fit_plots
 
+        stage(f"drawing the figures into {plots}")
         written = fit_plots.write_diagnostic_plots(fitted, plots)
-        typer.echo(f"wrote {len(written)} figures to {plots}", err=True)
-    _report_diagnostics(diagnostics.diagnose(fitted, thresholds), as_json)
+        note(f"wrote {len(written)} figures to {plots}: {', '.join(p.name for p in written)}")
+    _report_diagnostics(checked, thresholds, as_json)
 
 
 @app.command()
@@ -320,10 +506,10 @@ def backtest(
     lengths: LengthsOption = None,
     holdout_size: Annotated[list[str], typer.Option("--holdout-size", help="Size(s) to hold out and predict.")] = ...,
     tasks: TasksOption = "all",
-    chains: ChainsOption = 4,
-    draws: DrawsOption = 1000,
-    tune: TuneOption = 1000,
-    seed: SeedOption = 0,
+    chains: ChainsOption = FitConfig.chains,
+    draws: DrawsOption = FitConfig.draws,
+    tune: TuneOption = FitConfig.tune,
+    seed: SeedOption = FitConfig.seed,
     subsets: Annotated[
         bool,
         typer.Option(
@@ -335,8 +521,11 @@ def backtest(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Fit without the held-out sizes, predict their runs, and score median, interval and CRPS vs the baseline."""
-    from bayesladder import datasets, output, schema
+    """Fit without the held-out sizes, predict their runs, and score median, interval and CRPS vs the baseline.
+
+    --json prints {"rows": [one per held-out run and task], "summary": [one per held-out run, then "all"]}."""
+    from bayesladder import datasets, extrapolation, output, schema
+    from bayesladder import ladder as ladder_runs
     from bayesladder.bayes.backtest import run_backtest
 
     ds = schema.read(data or datasets.micro_ladder())
@@ -344,7 +533,8 @@ def backtest(
     if subsets:
         from bayesladder.analyses import subsets as ladder_subsets
 
-        summary, _ = ladder_subsets.run_subsets(ds, config, split_list(holdout_size), progress=not as_json)
+        with stage_once_started("refitting on each ladder subset and scoring the held-out runs"):
+            summary, _ = ladder_subsets.run_subsets(ds, config, split_list(holdout_size), progress=not as_json)
         if figure is not None:
             figure.write_bytes(ladder_subsets.figure(summary))
         output.emit(
@@ -355,27 +545,77 @@ def backtest(
         return
     if figure is not None:
         raise BayesLadderError("--figure needs --subsets")
-    _, table, summary = run_backtest(ds, config, split_list(holdout_size), progress=not as_json)
-    columns = ["run", "task", "actual_acc", "acc_median", "acc_q05", "acc_q95", "covered", "crps", "baseline_acc"]
-    if as_json:
-        output.emit(table[columns], True)
-        return
-    output.emit(
-        table[columns + ["error", "baseline_error"]], False, title="Backtest: held-out runs (accuracy; 90% interval)"
+    with stage_once_started(
+        f"fitting without size(s) {', '.join(split_list(holdout_size))}, then predicting their runs"
+    ):
+        fitted, table, summary = run_backtest(
+            ds, config, split_list(holdout_size), progress=not as_json and sys.stderr.isatty()
+        )
+    stage("checking the fit's diagnostics")
+    checked = _diagnose(fitted, Thresholds())
+    largest = fitted.largest_rung()
+    far = {}
+    for run in table["run"].unique():
+        spec = ladder_runs.resolve_target(ds, run, None, None)
+        far[run] = extrapolation.beyond(largest, spec.n_params, spec.tokens)
+    table = table.assign(
+        n_factor=table["run"].map(lambda r: far[r].n_factor),
+        d_factor=table["run"].map(lambda r: far[r].d_factor),
+        far_outside_ladder=table["run"].map(lambda r: far[r].far),
+        diagnostics_ok=checked.ok,
     )
-    output.emit(summary, False, title="Summary per held-out run")
+    summary = summary.assign(max_rhat=checked.max_rhat, diagnostics_ok=checked.ok)
+    if not checked.ok:
+        warn(f"the backtest's fit failed its diagnostics ({'; '.join(checked.failures)}): do not trust these scores")
+    for run, beyond in far.items():
+        if beyond.far:
+            warn(beyond.warning(run))
+    if as_json:
+        output.emit_json({"rows": table, "summary": summary})
+        return
+    show_backtest(table, summary)
+
+
+def show_backtest(table, summary) -> None:
+    """The backtest's two tables for people: accuracy in points, fewer columns than --json (80 columns wide)."""
+    from bayesladder import output
+
+    shown = table[["run", "task"]].assign(
+        actual=table["actual_acc"].map(output.points),
+        **{
+            "median [90%]": [
+                f"{output.points(m)} [{output.point_range(a, b)}]"
+                for m, a, b in zip(table["acc_median"], table["acc_q05"], table["acc_q95"])
+            ]
+        },
+        error=table["error"].map(output.signed_points),
+        **{"paper error": table["baseline_error"].map(output.signed_points)},
+    )
+    output.table(shown, title="Backtest of the held-out runs (accuracy in points; error = median - actual)")
+    shown = summary[["run", "n"]].assign(
+        MAE=summary["mae"].map(output.points),
+        covered=[f"{c}/{n}" for c, n in zip(summary["covered"], summary["n"])],
+        width=summary["mean_width"].map(output.points),
+        CRPS=summary["mean_crps"].map(output.points),
+        **{"paper MAE": summary["baseline_mae"].map(output.points)},
+    )
+    output.table(
+        shown,
+        title=f"Summary (in points; coverage and width of the 90% intervals; the fit's max R-hat "
+        f"{summary['max_rhat'].max():.3f})",
+    )
 
 
 @app.command()
 @reports_errors
 def report(
     fit_file: FitFileOption = Path("fit.nc"),
-    data: OptionalDataOption = None,
+    data: FitDataOption = None,
     target: Annotated[
         list[str] | None,
         typer.Option(
             "--target",
-            help="Target(s): runs of --data or 7B-4T/13B-5T (default: the dataset's target runs, else the sizes outside the fit).",
+            help="Target(s): runs of the dataset or 7B-4T/13B-5T (default: the dataset's target runs, else the sizes outside the fit).",
         ),
     ] = None,
     output_path: Annotated[Path, typer.Option("-o", "--output", help="Report file to write.")] = Path("report.html"),
@@ -396,15 +636,11 @@ def report(
     ] = None,
 ) -> None:
     """A report of a fit: predictions with intervals, step 1/2 and chained figures, diagnostics, priors, provenance."""
-    from bayesladder import datasets, schema
     from bayesladder import report as reports
-    from bayesladder.bayes.fit import LadderFit
 
     if fmt not in ("html", "md"):
         raise BayesLadderError(f"unknown --format '{fmt}'; use html or md")
-    data_path = data or datasets.micro_ladder()
-    ds = schema.read(data_path)
-    fitted = LadderFit.load(fit_file, dataset=ds)
+    fitted, data_path, ds, used = _load_fit(fit_file, data)
     variance_table = None
     if variance_run is not None:
         from bayesladder.analyses.variance import variance as checkpoint_variance
@@ -412,17 +648,25 @@ def report(
         variance_table = checkpoint_variance(ds, variance_run, last)
     subsets_table = _read_records(subsets_json) if subsets_json is not None else None
     compare_table = _read_records(compare_json) if compare_json is not None else None
-    built = reports.build(fitted, ds, data_path, split_list(target), variance_table, subsets_table, compare_table)
-    written = reports.write(built, output_path, fmt)
-    extra = f" and {len(written) - 1} figures" if len(written) > 1 else ""
-    typer.echo(
-        f"wrote {written[0]}{extra}" + (f" (WARNING: {len(built.banner)} failed diagnostics)" if built.banner else ""),
-        err=True,
+    pending = [used] if used else []
+
+    def progress(text: str) -> None:  # called once every input is checked: the dataset note comes first
+        while pending:
+            note(pending.pop())
+        stage(text)
+
+    built = reports.build(
+        fitted, ds, data_path, split_list(target), variance_table, subsets_table, compare_table, progress=progress
     )
+    written = reports.write(built, output_path, fmt)
+    for line in built.banner:
+        warn(line)
+    extra = f" and {len(written) - 1} figures" if len(written) > 1 else ""
+    note(f"wrote {written[0]}{extra}")
 
 
-def _read_records(path: Path):
-    """A JSON list of records (what --json prints) as a DataFrame."""
+def _read_records(path: Path, key: str | None = None):
+    """A JSON list of records (what --json prints; with ``key``, also that list inside a JSON object)."""
     import json
 
     import pandas as pd
@@ -433,6 +677,8 @@ def _read_records(path: Path):
         raise BayesLadderError(
             f"{path}: not a readable JSON file ({type(exc).__name__}); write it with --json"
         ) from None
+    if key is not None and isinstance(records, dict) and key in records:
+        records = records[key]
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         raise BayesLadderError(f"{path}: expected a non-empty JSON list of records, as --json prints")
     return pd.DataFrame.from_records(records)
@@ -445,7 +691,7 @@ def variance(
     run: Annotated[str, typer.Option("--run", help="Run whose last checkpoints to measure, e.g. 1B-10xC.")] = ...,
     last: Annotated[int, typer.Option("--last", help="Number of final checkpoints.")] = 10,
     backtest_json: Annotated[
-        Path | None, typer.Option("--backtest", help="Relate to prediction error: rows from 'backtest --json'.")
+        Path | None, typer.Option("--backtest", help="Relate to prediction error: the output of 'backtest --json'.")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -459,7 +705,7 @@ def variance(
     if backtest_json is not None:
         from bayesladder.analyses.variance import with_errors
 
-        table = with_errors(table, _read_records(backtest_json))
+        table = with_errors(table, _read_records(backtest_json, key="rows"))
     output.emit(table, as_json, title=f"Checkpoint variance of {run}, last {last} checkpoints ({rule_text()})")
 
 
@@ -482,10 +728,10 @@ def compare(
     valset: Annotated[
         str, typer.Option("--valset", help="Validation set whose loss is the c4-intermediate design's feature.")
     ] = "c4_en",
-    chains: ChainsOption = 4,
-    draws: DrawsOption = 1000,
-    tune: TuneOption = 1000,
-    seed: SeedOption = 0,
+    chains: ChainsOption = FitConfig.chains,
+    draws: DrawsOption = FitConfig.draws,
+    tune: TuneOption = FitConfig.tune,
+    seed: SeedOption = FitConfig.seed,
     as_json: JsonOption = False,
 ) -> None:
     """Backtest alternative designs (single-step, FLOPs step 1, validation-loss intermediate, baseline) on the same held-out runs; rank them."""
@@ -494,7 +740,8 @@ def compare(
 
     ds = schema.read(data or datasets.micro_ladder())
     config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
-    ranking, _ = compare_designs(ds, config, split_list(holdout_size), split_list(designs), valset)
+    with stage_once_started("fitting each design without the held-out size(s), then scoring their runs"):
+        ranking, _ = compare_designs(ds, config, split_list(holdout_size), split_list(designs), valset)
     output.emit(
         ranking,
         as_json,

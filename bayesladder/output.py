@@ -1,13 +1,24 @@
-"""Printing results: a readable table for people, or with --json only a JSON list of records."""
+"""Printing results: a table for people that fits the terminal, or with --json only JSON.
+
+Tables show accuracies in points (percent) and intervals as ranges; JSON keeps every column as plain numbers
+(accuracies as fractions).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+_NUMBER = r"[+-]?[\d.]+(e[+-]?\d+)?"
+# cells that read as numbers (right-aligned): 61.2, +0.7, 1e+04, 55.0-65.0, 3/4, 59.8 [55.0-65.0]
+NUMBERS = re.compile(rf"^(-|{_NUMBER}([-/ \[]+{_NUMBER})*\]?)$")
 
 
 def records(frame: pd.DataFrame) -> list[dict]:
@@ -19,15 +30,53 @@ def records(frame: pd.DataFrame) -> list[dict]:
 
 
 def emit(frame: pd.DataFrame, as_json: bool, title: str | None = None, digits: int = 4) -> None:
+    """--json: the frame as a JSON list of records; else a table (numbers with ``digits`` decimals)."""
     if as_json:
         print(json.dumps(records(frame)))
         return
-    table = Table(title=title, title_justify="left")
+    table(frame, title, digits)
+
+
+def emit_json(payload: dict[str, pd.DataFrame]) -> None:
+    """Several tables as one JSON object, e.g. {"rows": [...], "summary": [...]}."""
+    print(json.dumps({key: records(frame) for key, frame in payload.items()}))
+
+
+def table(frame: pd.DataFrame, title: str | None = None, digits: int = 4) -> None:
+    """A table at the terminal's own width (80 columns when stdout is not a terminal); the title above it wraps
+    at that width too. Cells are plain text (no rich markup)."""
+    console = Console()
+    if title:
+        console.print(Text(title, style="bold"))
+    shown = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     for column in frame.columns:
-        table.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(frame[column]) else "left")
+        values = frame[column]
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        numeric = numeric or bool(values.map(lambda v: isinstance(v, str) and NUMBERS.match(v) is not None).all())
+        shown.add_column(Text(str(column)), justify="right" if numeric else "left", no_wrap=True)
     for row in records(frame):
-        table.add_row(*(_cell(v, digits) for v in row.values()))
-    Console(width=200).print(table)
+        shown.add_row(*(Text(_cell(v, digits)) for v in row.values()))
+    console.print(shown)
+    console.print()
+
+
+def points(value: float) -> str:
+    """An accuracy as points: 0.6123 -> '61.2'."""
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
+
+
+def signed_points(value: float) -> str:
+    """An accuracy difference as signed points: -0.0123 -> '-1.2'."""
+    return "-" if value is None or math.isnan(value) else f"{100 * value:+.1f}"
+
+
+def point_range(low: float, high: float) -> str:
+    """An accuracy interval as points: '59.8-63.0'."""
+    return f"{points(low)}-{points(high)}"
+
+
+def number_range(low: float, high: float, digits: int = 3) -> str:
+    return f"{low:.{digits}f}-{high:.{digits}f}"
 
 
 def _plain(value):
@@ -41,6 +90,8 @@ def _plain(value):
 def _cell(value, digits: int) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import xarray as xr
 
 from bayesladder import __version__
 from bayesladder.errors import BayesLadderError
+from bayesladder.files import atomic_write
 
 ROLES = ("ladder", "target")
 # What a task loss can be measured in (the paper's is bits per byte); a dataset says which in the
@@ -245,40 +245,16 @@ def write(ds: xr.Dataset, path: str | os.PathLike) -> Path:
 
 def atomic_write_netcdf(obj, path: Path) -> None:
     """Write an xarray Dataset or DataTree to ``path`` so that readers never see a partial file."""
-    path = Path(path)
-    if path.is_dir():
-        raise BayesLadderError(f"{path} is a folder; give a file name for the output, e.g. {path / 'out.nc'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise BayesLadderError(
-            f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location"
-        ) from None
-    os.close(fd)
-    try:
-        obj.to_netcdf(tmp, engine="h5netcdf")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise BayesLadderError(
-            f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write(path, lambda tmp: obj.to_netcdf(tmp, engine="h5netcdf"), example="out.nc")
 
 
 def read(path: str | os.PathLike) -> xr.Dataset:
     """Load and validate a ladder dataset; any problem becomes one BayesLadderError naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise BayesLadderError(
+            f"{path} is a folder, not a ladder dataset; give its .nc file (made by 'bayesladder import')"
+        )
     if not path.is_file():
         raise BayesLadderError(f"{path}: no such file; create one with 'bayesladder import'")
     try:

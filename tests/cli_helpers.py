@@ -6,9 +6,12 @@ from bayesladder.cli import app
 
 runner = CliRunner()
 
+FIT_TASKS = ["mmlu", "hellaswag"]  # the session's shared tiny fit (conftest.tiny_fit)
+TINY = ("--chains", 2, "--draws", 100, "--tune", 100)
+
 
 def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+    return runner.invoke(app, [str(a) for a in args], prog_name="bayesladder")
 
 
 def assert_clean_error(result, *fragments):

@@ -12,6 +12,7 @@ import numpy as np
 import pooch
 import pytest
 import xarray as xr
+from cli_helpers import FIT_TASKS, TINY, invoke
 
 from bayesladder.importers import olmo_ladder
 
@@ -75,6 +76,41 @@ def olmo_final_only_nc(olmo_final_only_ds, tmp_path_factory) -> Path:
     from bayesladder import schema
 
     return schema.write(olmo_final_only_ds, tmp_path_factory.mktemp("olmo-final") / "final_only.nc")
+
+
+@pytest.fixture(scope="session")
+def tiny_fit(olmo_ladder_nc, tmp_path_factory):
+    """(fit file, CliRunner result) of the session's one tiny fit: 2 tasks, 2 chains x 100 draws on the paper
+    ladder, made through the CLI. Too short to pass the default diagnostics, which tests rely on."""
+    path = tmp_path_factory.mktemp("bayes") / "fit.nc"
+    result = invoke(
+        "fit",
+        "--data",
+        olmo_ladder_nc,
+        "--ladder",
+        "paper",
+        "--tasks",
+        ",".join(FIT_TASKS),
+        *TINY,
+        "-o",
+        path,
+        "--json",
+    )
+    return path, result
+
+
+@pytest.fixture(scope="session")
+def fit_file(tiny_fit):
+    path, result = tiny_fit
+    assert path.is_file(), (result.exit_code, result.output, result.exception)
+    return path
+
+
+@pytest.fixture(scope="session")
+def loaded_fit(fit_file):
+    from bayesladder.bayes.fit import LadderFit
+
+    return LadderFit.load(fit_file)
 
 
 def long_csv_rows() -> list[dict]:

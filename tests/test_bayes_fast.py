@@ -11,9 +11,10 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
-from cli_helpers import assert_clean_error, invoke
+from cli_helpers import FIT_TASKS, TINY, assert_clean_error, invoke
 
 import bayesladder
 from bayesladder import schema
@@ -23,8 +24,7 @@ from bayesladder.bayes.predict import crps, predictive_draws, summarise
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import PRESETS, actual_final
 
-TASKS = ["mmlu", "hellaswag"]
-TINY = ("--chains", 2, "--draws", 100, "--tune", 100)
+TASKS = FIT_TASKS
 PREDICT_KEYS = [
     "task",
     "loss_median",
@@ -38,36 +38,42 @@ PREDICT_KEYS = [
     "acc_q75",
     "acc_q95",
 ]
-DIAGNOSE_KEYS = ["ok", "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "max_pareto_k"]
+DIAGNOSE_KEYS = [  # diagnose --json: every field of the diagnostics record
+    "ok",
+    "max_rhat",
+    "min_ess_bulk",
+    "min_ess_tail",
+    "divergences",
+    "min_bfmi",
+    "max_pareto_k",
+    "tree_depth_saturated",
+    "mean_tree_depth",
+    "elpd_loo",
+    "ppc_loss_coverage90",
+    "ppc_acc_coverage90",
+    "failures",
+]
+PREDICT_FLAGS = ["target", "n_factor", "d_factor", "far_outside_ladder", "diagnostics_ok"]
 BACKTEST_KEYS = ["run", "task", "actual_acc", "acc_median", "acc_q05", "acc_q95", "covered", "crps", "baseline_acc"]
+BACKTEST_FLAGS = ["n_factor", "d_factor", "far_outside_ladder", "diagnostics_ok"]
+SUMMARY_KEYS = [
+    "run",
+    "n",
+    "mae",
+    "covered",
+    "coverage",
+    "mean_crps",
+    "mean_width",
+    "baseline_mae",
+    "max_rhat",
+    "diagnostics_ok",
+]
 LOOSE = ("--max-rhat", 10, "--min-ess", 1, "--min-bfmi", 0)
 
 
 def records(result) -> list[dict]:
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return json.loads(result.stdout)
-
-
-@pytest.fixture(scope="session")
-def tiny_fit(olmo_ladder_nc, tmp_path_factory):
-    """(fit file, CliRunner result) of one tiny fit on the paper ladder, made once per session."""
-    path = tmp_path_factory.mktemp("bayes") / "fit.nc"
-    result = invoke(
-        "fit", "--data", olmo_ladder_nc, "--ladder", "paper", "--tasks", ",".join(TASKS), *TINY, "-o", path, "--json"
-    )
-    return path, result
-
-
-@pytest.fixture(scope="session")
-def fit_file(tiny_fit):
-    path, result = tiny_fit
-    assert path.is_file(), (result.exit_code, result.output, result.exception)
-    return path
-
-
-@pytest.fixture(scope="session")
-def loaded_fit(fit_file):
-    return LadderFit.load(fit_file)
 
 
 @pytest.fixture
@@ -96,7 +102,7 @@ def test_fit_with_tiny_draws_fails_diagnostics_loudly_but_writes_the_file(tiny_f
     assert f"wrote {path}" in result.stderr
     [record] = records(result)  # --json: stdout holds only the diagnostics record
     assert list(record) == DIAGNOSE_KEYS
-    assert record["ok"] is False
+    assert record["ok"] is False and any("ESS" in f for f in record["failures"])
     assert path.is_file()
 
 
@@ -138,7 +144,7 @@ def test_loaded_fit_round_trips_its_config(fit_file, loaded_fit):
 def assert_prediction_table(rows, tasks=TASKS):
     assert [r["task"] for r in rows] == tasks
     for r in rows:
-        assert list(r) == PREDICT_KEYS
+        assert list(r) == PREDICT_KEYS + PREDICT_FLAGS
         for prefix in ("loss", "acc"):
             q = [r[f"{prefix}_{label}"] for label in ("q05", "q25", "median", "q75", "q95")]
             assert all(math.isfinite(v) for v in q), r
@@ -302,14 +308,16 @@ def test_diagnose_fails_on_a_divergence_whatever_the_loosened_thresholds(edited_
 
 def test_diagnose_text_output_and_plots(fit_file, tmp_path):
     folder = tmp_path / "plots"
-    result = invoke("diagnose", "--fit", fit_file, "--plots", folder, *LOOSE)
-    assert result.exit_code in (0, 2), (result.output, result.exception)
-    assert "Diagnostics" in result.stdout and "max_rhat" in result.stdout
-    pngs = sorted(folder.glob("*.png"))
-    assert [p.name for p in pngs] == ["ppc.png", "rank.png", "trace.png"]
-    for p in pngs:
-        data = p.read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, p
+    result = invoke("diagnose", "--fit", fit_file, "--plots", folder)
+    assert result.exit_code == 2, (result.output, result.exception)  # the tiny fit fails its ESS check
+    assert "Diagnostics" in result.stdout and "max R-hat" in result.stdout and "FAIL" in result.stdout
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())  # the table fits an 80-column terminal
+    pngs = sorted(p.name for p in folder.glob("*.png"))
+    assert pngs == sorted(["ppc.png", "rank-shared.png", *(f"rank-task-{t}.png" for t in TASKS)])
+    for name in pngs:
+        data = (folder / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+    assert "drawing the figures" in result.stderr  # a stage line, though stderr is not a terminal
 
 
 def test_diagnose_library_returns_all_failures_and_does_not_print(loaded_fit, capsys):
@@ -349,7 +357,9 @@ def tiny_backtest(olmo_ladder_nc):
 def test_backtest_json_shape_and_held_out_runs(tiny_backtest, olmo_ladder_ds):
     result = tiny_backtest
     assert result.exit_code == 0, (result.output, result.exception)
-    rows = records(result)
+    out = json.loads(result.stdout)
+    assert list(out) == ["rows", "summary"]
+    rows = out["rows"]
     expected_runs = {
         str(r)
         for r, size, length, rep in zip(*(olmo_ladder_ds[v].values for v in ("run", "size", "length", "replicate")))
@@ -359,7 +369,7 @@ def test_backtest_json_shape_and_held_out_runs(tiny_backtest, olmo_ladder_ds):
     assert {r["run"] for r in rows} == expected_runs
     assert len(rows) == len(expected_runs)  # one task
     for r in rows:
-        assert list(r) == BACKTEST_KEYS
+        assert set(BACKTEST_KEYS + BACKTEST_FLAGS + ["error", "baseline_error"]) <= set(r)
         assert r["task"] == "mmlu"
         assert r["acc_q05"] <= r["acc_median"] <= r["acc_q95"]
         assert 0 <= r["acc_q05"] and r["acc_q95"] <= 1
@@ -367,6 +377,38 @@ def test_backtest_json_shape_and_held_out_runs(tiny_backtest, olmo_ladder_ds):
         assert r["crps"] >= 0 and math.isfinite(r["baseline_acc"])
         actual = actual_final(olmo_ladder_ds, r["run"])
         assert r["actual_acc"] == pytest.approx(float(actual.loc["mmlu", "accuracy"]))
+        # 1B is one size step beyond 760M: 1.7x in N, within the ladder's D for 1xC-5xC
+        assert 1.5 < r["n_factor"] < 2 and r["far_outside_ladder"] is False
+    summary = out["summary"]
+    assert [s["run"] for s in summary] == [*dict.fromkeys(r["run"] for r in rows), "all"]
+    for s in summary:
+        assert list(s) == SUMMARY_KEYS
+    overall = summary[-1]
+    assert overall["n"] == len(rows)
+    assert overall["mae"] == pytest.approx(np.mean([abs(r["error"]) for r in rows]))
+    assert overall["baseline_mae"] == pytest.approx(np.mean([abs(r["baseline_error"]) for r in rows]))
+    assert overall["coverage"] == pytest.approx(np.mean([r["covered"] for r in rows]))
+    # 2 x 100 draws cannot pass the default diagnostics: every record says so, and stderr warns
+    assert overall["diagnostics_ok"] is False and all(r["diagnostics_ok"] is False for r in rows)
+    assert overall["max_rhat"] > 1.0
+    assert "failed its diagnostics" in result.stderr
+    assert "s] fitting without size(s) 1B, then predicting their runs" in result.stderr  # a stage line
+
+
+def test_backtest_text_tables_fit_80_columns(tiny_backtest, capsys):
+    """The backtest's tables, from the same rows: accuracy in points, every line within an 80-column terminal."""
+    from bayesladder.cli import show_backtest
+
+    out = json.loads(tiny_backtest.stdout)
+    show_backtest(pd.DataFrame(out["rows"]), pd.DataFrame(out["summary"]))
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    for header in ("actual", "median [90%]", "paper error", "MAE", "covered", "CRPS", "paper MAE"):
+        assert header in text, header
+    for r in out["rows"]:  # one unwrapped line per row, accuracy in points
+        [line] = [line for line in lines if r["run"] in line and "mmlu" in line]
+        assert f"{100 * r['actual_acc']:.1f}" in line and f"{100 * r['acc_median']:.1f}" in line
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import assert_clean_error, invoke
 from typer.testing import CliRunner
 
 from bayesladder.analyses.designs import COLUMNS, DESIGNS, swap_intermediate
@@ -67,9 +68,7 @@ def test_compare_baseline_only_json_shape(olmo_ladder_nc):
 def test_compare_bad_input_is_one_line(olmo_ladder_nc, args, fragment):
     if "--holdout-size" not in args:
         args = [*args, "--holdout-size", "3B"]
-    result = runner.invoke(app, ["compare", "--data", str(olmo_ladder_nc), "--tasks", "hellaswag", *args])
-    assert result.exit_code == 1
-    assert fragment in result.output and result.output.count("\n") == 1
+    assert_clean_error(invoke("compare", "--data", olmo_ladder_nc, "--tasks", "hellaswag", *args), fragment)
 
 
 @pytest.mark.slow

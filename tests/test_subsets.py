@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_helpers import assert_clean_error, invoke
 from typer.testing import CliRunner
 
 from bayesladder.analyses.subsets import COLUMNS, ladder_subsets, run_flops
@@ -52,9 +53,7 @@ def test_run_flops_is_6nd_of_the_last_checkpoint(olmo_ladder_ds):
     ],
 )
 def test_backtest_subsets_bad_input_is_one_line(olmo_ladder_nc, args, fragment):
-    result = runner.invoke(app, ["backtest", "--data", str(olmo_ladder_nc), "--tasks", "hellaswag", *args])
-    assert result.exit_code == 1
-    assert fragment in result.output and result.output.count("\n") == 1
+    assert_clean_error(invoke("backtest", "--data", olmo_ladder_nc, "--tasks", "hellaswag", *args), fragment)
 
 
 @pytest.mark.slow

@@ -137,12 +137,12 @@ def run_subsets(
 
 def figure(summary: pd.DataFrame) -> bytes:
     """MAE (Bayesian median and baseline) and mean 90% interval width against ladder compute."""
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import PercentFormatter
 
-    from bayesladder.report.figures import png
+    from bayesladder import plotting
 
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+    fig = plotting.figure(9, 4.8)
+    ax = fig.subplots()
     order = summary.reset_index(drop=True)
     by_compute = order.sort_values("flops_fraction")
     x = by_compute["flops_fraction"].to_numpy()
@@ -166,4 +166,4 @@ def figure(summary: pd.DataFrame) -> bytes:
     ax.set_ylabel("accuracy (absolute)")
     ax.set_title("Compute vs error: smaller ladders, same held-out runs")
     ax.legend(fontsize=8, loc="upper right")
-    return png(fig)
+    return plotting.png(fig)

@@ -165,3 +165,32 @@ def _max(ds: xr.Dataset) -> float:
 
 def _min(ds: xr.Dataset) -> float:
     return float(min(np.nanmin(ds[v].values) for v in ds.data_vars))
+
+
+def checks(diag: Diagnostics, t: Thresholds) -> list[dict]:
+    """The diagnostics as rows (check, value, rule, status): 'pass'/'FAIL' for the convergence checks that
+    decide ``ok``, 'warn' for a high Pareto k, 'info' for the measures that have no pass mark."""
+
+    def check(name, value, rule, ok):
+        return dict(check=name, value=value, rule=rule, status="pass" if ok else "FAIL")
+
+    return [
+        check("max R-hat", diag.max_rhat, f"<= {t.max_rhat}", diag.max_rhat <= t.max_rhat),
+        check("min bulk ESS", diag.min_ess_bulk, f">= {t.min_ess:.0f}", diag.min_ess_bulk >= t.min_ess),
+        check("min tail ESS", diag.min_ess_tail, f">= {t.min_ess:.0f}", diag.min_ess_tail >= t.min_ess),
+        check(
+            "divergent transitions", diag.divergences, f"<= {t.max_divergences}", diag.divergences <= t.max_divergences
+        ),
+        check("min E-BFMI", diag.min_bfmi, f">= {t.min_bfmi}", diag.min_bfmi >= t.min_bfmi),
+        check("draws at max tree depth", diag.tree_depth_saturated, "= 0", diag.tree_depth_saturated == 0),
+        dict(
+            check="max Pareto k (PSIS-LOO)",
+            value=diag.max_pareto_k,
+            rule=f"<= {t.max_pareto_k} for reliable LOO",
+            status="pass" if diag.max_pareto_k <= t.max_pareto_k else "warn",
+        ),
+        dict(check="elpd (PSIS-LOO)", value=diag.elpd_loo, rule="higher is better", status="info"),
+        dict(check="PPC 90% coverage, task loss", value=diag.ppc_loss_coverage90, rule="near 0.90", status="info"),
+        dict(check="PPC 90% coverage, accuracy", value=diag.ppc_acc_coverage90, rule="near 0.90", status="info"),
+        dict(check="mean tree depth", value=diag.mean_tree_depth, rule="", status="info"),
+    ]

@@ -107,6 +107,10 @@ class LadderFit:
         cls, path: str | os.PathLike, expect: FitConfig | None = None, dataset: xr.Dataset | None = None
     ) -> LadderFit:
         path = Path(path)
+        if path.is_dir():
+            raise BayesLadderError(
+                f"{path} is a folder, not a fit file; give the .nc file written by 'bayesladder fit'"
+            )
         if not path.is_file():
             raise BayesLadderError(f"{path}: no such fit file; make one with 'bayesladder fit -o {path.name}'")
         try:

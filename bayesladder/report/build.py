@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,15 +15,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesladder import __version__, baseline, schema
+from bayesladder import __version__, baseline, datasets, extrapolation, schema
 from bayesladder.bayes.data import with_replicates
-from bayesladder.bayes.diagnostics import Diagnostics, Thresholds, diagnose
+from bayesladder.bayes.diagnostics import Diagnostics, Thresholds, checks, diagnose
 from bayesladder.bayes.fit import LadderFit
-from bayesladder.bayes.predict import predictive_draws
+from bayesladder.bayes.predict import QUANTILES, predictive_draws
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import actual_final, resolve_target, select_runs
 from bayesladder.report import figures
-from bayesladder.targets import KNOWN_TARGETS, Target
+from bayesladder.targets import Target, default_targets
 
 
 @dataclass(frozen=True)
@@ -47,23 +48,9 @@ class Section:
 @dataclass
 class Report:
     title: str
-    banner: list[str]  # failed diagnostics; shown at the top
+    banner: list[str]  # failed diagnostics, targets far outside the ladder: warnings shown at the top
     sections: list[Section]
-
-
-def default_targets(ds: xr.Dataset, fitted: LadderFit) -> list[str]:
-    """The dataset's target runs; else its first-replicate runs of sizes outside the fit; else 7B-4T and 13B-5T."""
-    roles = ds["role"].values.astype(str)
-    names = [str(r) for r in ds["run"].values]
-    chosen = [n for n, role in zip(names, roles) if role == "target"]
-    if not chosen:
-        lengths = fitted.config.selection.lengths
-        chosen = [
-            n
-            for n, size, length, rep in zip(names, ds["size"].values, ds["length"].values, ds["replicate"].values)
-            if str(size) not in fitted.sizes and int(rep) == 0 and (not lengths or str(length) in lengths)
-        ]
-    return chosen or list(KNOWN_TARGETS)
+    predictions: pd.DataFrame  # every number of the headline tables, one row per target and task
 
 
 def resolve_targets(ds: xr.Dataset, fitted: LadderFit, names: list[str] | None) -> list[TargetSpec]:
@@ -86,9 +73,13 @@ def build(
     thresholds: Thresholds | None = None,
     max_draws: int = 500,
     seed: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> Report:
-    """Every section of the report. ``fitted`` must have been fitted on ``ds`` (checked by hash)."""
+    """Every section of the report. ``fitted`` must have been fitted on ``ds`` (checked by hash).
+
+    Every input is checked before any work starts; ``progress`` (e.g. a printer) then hears of each stage."""
     thresholds = thresholds or Thresholds()
+    progress = progress or (lambda text: None)
     if schema.content_hash(ds) != fitted.data_hash:
         raise BayesLadderError(
             f"the fit was made on a different dataset than {dataset_path}; pass the fit's own dataset with --data"
@@ -100,75 +91,73 @@ def build(
     runs_all = with_replicates(ds, runs)
     thin = _thinned(fitted.posterior, max_draws)
 
+    progress(f"predicting {', '.join(s.name for s in specs)} and fitting the paper's baseline")
     draws = {
         s.name: predictive_draws(fitted.posterior, fitted.constants, s.target.n_params, s.target.tokens, s.size, seed)
         for s in specs
     }
     base_fits, base_note = _baseline(ds, runs, tasks)
-    headline = headline_table(ds, tasks, specs, draws, base_fits)
+    largest = fitted.largest_rung()
+    beyond = {s.name: extrapolation.beyond(largest, s.target.n_params, s.target.tokens) for s in specs}
+    predictions = headline_table(ds, tasks, specs, draws, base_fits, beyond)
+    progress("checking the diagnostics")
     with warnings.catch_warnings():  # PSIS warns of high Pareto k; the diagnostics table reports it
         warnings.simplefilter("ignore")
         diag = diagnose(fitted, thresholds)
     banner = [
-        f"Diagnostics failed: {f}. Do not trust these predictions; sample longer or check the data."
-        for f in diag.failures
+        f"Diagnostics failed: {f}. Do not trust these predictions (see the Diagnostics section)." for f in diag.failures
     ]
+    banner += [b.warning(name) + "." for name, b in beyond.items() if b.far]
 
     noisy = set(variance_table.loc[variance_table["noisy"], "task"]) if variance_table is not None else set()
-    if noisy:
-        headline.insert(2, "noisy", headline["task"].isin(noisy))
+    progress("drawing the figures")
     sections = [
-        Section(
-            "predictions",
-            "Target predictions",
-            "Posterior median with 50% (q25-q75) and 90% (q05-q95) intervals of task loss (bits/byte) and accuracy, "
-            "the paper's point fit (baseline) on the same ladder, and, where the dataset holds the target, its actual "
-            "final value (mean of the last 5 checkpoints) and the error (median - actual)."
-            + (f" {base_note}" if base_note else ""),
-            tables=[("Predictions per target and task", headline)],
-        ),
+        predictions_section(predictions, specs, beyond, noisy, base_note),
         Section(
             "chained",
             "Chained prediction",
-            "Accuracy against training compute C = 6ND: the ladder's final points, and at each target the chained "
-            "prediction (step 1 then step 2) with its 50% (thick) and 90% (thin) interval, the baseline and the actual value.",
+            "Accuracy against training compute C = 6ND: the ladder's final points by size, and at each target the "
+            "chained prediction (step 1 then step 2): its median (white circle) with the 50% (thick bar) and 90% "
+            "(thin bar) intervals, the paper's point fit (cross) and, for a run of the dataset, its actual value (star).",
             figures=[("Chained predictions", figures.chained(ds, runs, tasks, specs, draws, base_fits))],
         ),
         Section(
             "step1",
             "Step 1: task loss against N and D",
             "Per task: each run's final task loss (points, by size) against training tokens D, the posterior "
-            "predictive median and 90% band of the loss curve at each ladder size's N, and each target's curve at its own N "
-            "(dashed) with the target marked (diamond: prediction; star: actual).",
+            "predictive median and 90% band of the loss curve at each ladder size's N, and each target's curve at "
+            "its own N (dashed) with the target marked (diamond: prediction with its 90% interval; star: actual).",
             figures=figures.step1(ds, fitted, thin, runs_all, tasks, specs, draws, seed),
         ),
         Section(
             "step2",
             "Step 2: accuracy against task loss",
             "Per task: every checkpoint of the ladder's runs (by size), the sigmoid's posterior median and 90% band "
-            "(without size effects), the chance floor, and the targets (diamond: predicted median; star: actual).",
+            "(without size effects), the chance floor, and the targets (diamond: predicted median with its 90% "
+            "interval; star: actual).",
             figures=figures.step2(ds, thin, fitted.constants, runs_all, tasks, specs, draws),
         ),
         diagnostics_section(diag, thresholds),
-        Section(
-            "priors",
-            "Prior vs posterior: shared hyperparameters",
-            "Prior draws (from the fit's priors) against posterior draws of the hyperparameters shared by all tasks. "
-            "A posterior that merely repeats its prior means the data say little about that parameter.",
-            figures=[("Prior vs posterior", figures.prior_posterior(fitted, seed))],
-        ),
+        priors_section(fitted, seed),
     ]
     if variance_table is not None:
-        sections.append(variance_section(variance_table, headline))
+        sections.append(variance_section(variance_table, predictions))
     if subsets_table is not None:
         sections.append(subsets_section(subsets_table))
     if compare_table is not None:
         sections.append(compare_section(compare_table))
-    sections.append(provenance_section(fitted, ds, dataset_path, runs_all, specs))
-    return Report(title=f"bayesladder report: {', '.join(s.name for s in specs)}", banner=banner, sections=sections)
+    sections.append(provenance_section(fitted, ds, dataset_path, runs, runs_all, specs))
+    return Report(
+        title=f"bayesladder report: {', '.join(s.name for s in specs)}",
+        banner=banner,
+        sections=sections,
+        predictions=predictions,
+    )
 
 
-def headline_table(ds, tasks, specs, draws, base_fits) -> pd.DataFrame:
+def headline_table(ds, tasks, specs, draws, base_fits, beyond) -> pd.DataFrame:
+    """One row per target and task: quantiles of loss and accuracy, the baseline, the actual value and errors
+    where the dataset holds the target, and how far the target lies beyond the ladder."""
     rows = []
     for spec in specs:
         loss, acc = draws[spec.name]
@@ -179,19 +168,13 @@ def headline_table(ds, tasks, specs, draws, base_fits) -> pd.DataFrame:
         )
         actual = actual_final(ds, spec.name)
         for i, task in enumerate(tasks):
-            lq = np.quantile(loss[:, i], [0.05, 0.25, 0.5, 0.75, 0.95])
-            aq = np.quantile(acc[:, i], [0.05, 0.25, 0.5, 0.75, 0.95])
+            lq = np.quantile(loss[:, i], list(QUANTILES.values()))
+            aq = np.quantile(acc[:, i], list(QUANTILES.values()))
             row = dict(
                 target=spec.name,
                 task=task,
-                loss_median=lq[2],
-                loss_q05=lq[0],
-                loss_q95=lq[4],
-                acc_median=aq[2],
-                acc_q25=aq[1],
-                acc_q75=aq[3],
-                acc_q05=aq[0],
-                acc_q95=aq[4],
+                **{f"loss_{label}": v for label, v in zip(QUANTILES, lq)},
+                **{f"acc_{label}": v for label, v in zip(QUANTILES, aq)},
                 baseline_loss=float(base.loc[task, "loss"]) if base is not None else np.nan,
                 baseline_acc=float(base.loc[task, "accuracy"]) if base is not None else np.nan,
                 actual_loss=np.nan,
@@ -199,46 +182,69 @@ def headline_table(ds, tasks, specs, draws, base_fits) -> pd.DataFrame:
                 error=np.nan,
                 baseline_error=np.nan,
                 covered90=None,
+                n_factor=beyond[spec.name].n_factor,
+                d_factor=beyond[spec.name].d_factor,
+                far_outside_ladder=beyond[spec.name].far,
             )
             if actual is not None:
                 a = float(actual.loc[task, "accuracy"])
                 row.update(
                     actual_loss=float(actual.loc[task, "task_loss"]),
                     actual_acc=a,
-                    error=aq[2] - a,
+                    error=row["acc_median"] - a,
                     baseline_error=row["baseline_acc"] - a,
-                    covered90=bool(aq[0] <= a <= aq[4]),
+                    covered90=bool(row["acc_q05"] <= a <= row["acc_q95"]),
                 )
             rows.append(row)
     return pd.DataFrame.from_records(rows)
 
 
-def diagnostics_section(diag: Diagnostics, t: Thresholds) -> Section:
-    def check(name, value, rule, ok):
-        return dict(check=name, value=value, rule=rule, status="pass" if ok else "FAIL")
+def predictions_section(predictions, specs, beyond, noisy, base_note) -> Section:
+    """One readable table per target: accuracy in points, intervals as ranges, actual and errors where known."""
+    text = (
+        "Per target and task: the posterior median of task loss (bits per byte) and accuracy (in points, i.e. "
+        "percent), with the 50% and 90% intervals, beside the paper's point fit on the same ladder (paper fit) "
+        "and, where the dataset holds the target, its actual final value and the errors (median - actual)."
+    )
+    if base_note:
+        text += f" {base_note}"
+    tables = []
+    for spec in specs:
+        rows = predictions[predictions["target"] == spec.name]
+        caption = (
+            f"{spec.name}: N = {spec.target.n_params:.3g}, D = {spec.target.tokens:.3g} "
+            f"({beyond[spec.name].describe()})"
+        )
+        tables.append((caption, _readable(rows, noisy)))
+    return Section("predictions", "Target predictions", text, tables=tables)
 
-    rows = [
-        check("max R-hat", diag.max_rhat, f"<= {t.max_rhat}", diag.max_rhat <= t.max_rhat),
-        check("min bulk ESS", diag.min_ess_bulk, f">= {t.min_ess:.0f}", diag.min_ess_bulk >= t.min_ess),
-        check("min tail ESS", diag.min_ess_tail, f">= {t.min_ess:.0f}", diag.min_ess_tail >= t.min_ess),
-        check(
-            "divergent transitions", diag.divergences, f"<= {t.max_divergences}", diag.divergences <= t.max_divergences
-        ),
-        check("min E-BFMI", diag.min_bfmi, f">= {t.min_bfmi}", diag.min_bfmi >= t.min_bfmi),
-        check("draws at max tree depth", diag.tree_depth_saturated, "0", diag.tree_depth_saturated == 0),
-        dict(
-            check="max Pareto k (PSIS-LOO)",
-            value=diag.max_pareto_k,
-            rule=f"<= {t.max_pareto_k} for reliable LOO",
-            status="pass" if diag.max_pareto_k <= t.max_pareto_k else "warn",
-        ),
-        dict(
-            check="elpd (PSIS-LOO)", value=diag.elpd_loo, rule="higher is better; compare between models", status="info"
-        ),
-        dict(check="PPC 90% coverage, task loss", value=diag.ppc_loss_coverage90, rule="near 0.90", status="info"),
-        dict(check="PPC 90% coverage, accuracy", value=diag.ppc_acc_coverage90, rule="near 0.90", status="info"),
-        dict(check="mean tree depth", value=diag.mean_tree_depth, rule="", status="info"),
-    ]
+
+def _readable(rows: pd.DataFrame, noisy: set[str]) -> pd.DataFrame:
+    def points(v):
+        return "-" if pd.isna(v) else f"{100 * v:.1f}"
+
+    def span(lo, hi, fmt):
+        return f"{fmt(lo)} \u2013 {fmt(hi)}"  # an en dash
+
+    table = pd.DataFrame({"task": rows["task"].values})
+    if noisy:
+        table["noisy task"] = ["yes" if t in noisy else "no" for t in rows["task"]]
+    table["loss median"] = [f"{v:.3f}" for v in rows["loss_median"]]
+    table["loss 90% interval"] = [span(a, b, "{:.3f}".format) for a, b in zip(rows["loss_q05"], rows["loss_q95"])]
+    table["accuracy median"] = [points(v) for v in rows["acc_median"]]
+    table["50% interval"] = [span(a, b, points) for a, b in zip(rows["acc_q25"], rows["acc_q75"])]
+    table["90% interval"] = [span(a, b, points) for a, b in zip(rows["acc_q05"], rows["acc_q95"])]
+    table["paper fit"] = [points(v) for v in rows["baseline_acc"]]
+    if rows["actual_acc"].notna().any():
+        table["actual"] = [points(v) for v in rows["actual_acc"]]
+        table["error"] = [f"{100 * v:+.1f}" for v in rows["error"]]
+        table["paper fit error"] = ["-" if pd.isna(v) else f"{100 * v:+.1f}" for v in rows["baseline_error"]]
+        table["in 90% interval"] = ["yes" if c else "no" for c in rows["covered90"]]
+    return table
+
+
+def diagnostics_section(diag: Diagnostics, t: Thresholds) -> Section:
+    rows = checks(diag, t)
     for row in rows:  # one column of mixed counts and measures: format here
         v = row["value"]
         row["value"] = str(v) if isinstance(v, (int, np.integer)) else f"{v:.4g}"
@@ -248,11 +254,22 @@ def diagnostics_section(diag: Diagnostics, t: Thresholds) -> Section:
     )
 
 
-def variance_section(table: pd.DataFrame, headline: pd.DataFrame) -> Section:
+def priors_section(fitted: LadderFit, seed: int) -> Section:
+    return Section(
+        "priors",
+        "Prior vs posterior: shared hyperparameters",
+        "Prior draws (grey, from the fit's priors) against posterior draws (blue) of the hyperparameters shared "
+        "by all tasks, each panel saying what its parameter is. A posterior that merely repeats its prior means "
+        "the data say little about that parameter.",
+        figures=[("Prior vs posterior", figures.prior_posterior(fitted, seed))],
+    )
+
+
+def variance_section(table: pd.DataFrame, predictions: pd.DataFrame) -> Section:
     from bayesladder.analyses.variance import rule_text, with_errors
 
     table = table.copy()
-    with_actual = headline.dropna(subset=["actual_acc"])
+    with_actual = predictions.dropna(subset=["actual_acc"])
     text = (
         f"Checkpoint-to-checkpoint variation of run {table['run'].iloc[0]} over its last {int(table['n'].max())} "
         f"checkpoints ({rule_text()})."
@@ -313,16 +330,30 @@ def compare_section(table: pd.DataFrame) -> Section:
     return Section("compare", "Alternative designs", text, tables=[("Designs ranked", table[COLUMNS])])
 
 
-def provenance_section(fitted: LadderFit, ds, dataset_path, runs, specs) -> Section:
+def provenance_section(fitted: LadderFit, ds, dataset_path, runs, runs_all, specs) -> Section:
     cfg = fitted.config
+    reruns = [r for r in runs_all if r not in runs]
+    sizes = ", ".join(cfg.selection.sizes) if cfg.selection.sizes else "all"
+    lengths = ", ".join(cfg.selection.lengths) if cfg.selection.lengths else "all"
     items = [
-        ("dataset file", str(Path(dataset_path).resolve()) if Path(str(dataset_path)).exists() else str(dataset_path)),
-        ("dataset content hash", schema.content_hash(ds)),
-        ("fit's dataset hash", f"{fitted.data_hash} (matches)"),
+        (
+            "dataset file",
+            datasets.describe(Path(dataset_path).resolve() if Path(str(dataset_path)).exists() else dataset_path),
+        ),
+        ("dataset content hash", f"{schema.content_hash(ds)} (the fit's: matches)"),
         ("dataset producer", str(ds.attrs.get("producer", ""))),
         ("dataset created", str(ds.attrs.get("created", ""))),
-        ("runs used by the fit", ", ".join(runs)),
-        ("ladder selection", cfg.selection.describe()),
+        ("ladder selection", f"sizes {sizes}; lengths {lengths}"),
+        ("runs fitted", ", ".join(runs)),
+        (
+            "independent reruns fitted",
+            (
+                ", ".join(reruns)
+                + " (extra step-1 and step-2 points of the same recipes: they inform the run-to-run noise)"
+            )
+            if reruns
+            else "none",
+        ),
         ("tasks", ", ".join(cfg.tasks)),
         ("targets", "; ".join(f"{s.name} (N={s.target.n_params:.4g}, D={s.target.tokens:.4g})" for s in specs)),
         ("sampler", f"nutpie, {cfg.chains} chains x {cfg.draws} draws after {cfg.tune} tuning, seed {cfg.seed}"),
@@ -337,10 +368,11 @@ def provenance_section(fitted: LadderFit, ds, dataset_path, runs, specs) -> Sect
 
 
 def _baseline(ds, runs, tasks):
+    """The paper's point fit, or (None, why) when it does not converge on this ladder."""
     try:
         return baseline.fit(ds, runs, tasks), ""
-    except (RuntimeError, ValueError) as exc:  # curve_fit gives up on some ladders; the report stands without it
-        return None, f"The baseline point fit failed ({type(exc).__name__}); its columns are empty."
+    except baseline.BaselineFitError as exc:
+        return None, f"The paper's point fit did not converge on this ladder ({exc}); its columns are empty."
 
 
 def _thinned(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:

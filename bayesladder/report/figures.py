@@ -1,13 +1,18 @@
-"""The report's figures (matplotlib Figure objects; pyplot's backend untouched), each returned as PNG bytes."""
+"""The report's figures (matplotlib), each returned as PNG bytes.
+
+Targets have one colour each across the figures; the markers of a target (prediction, the paper's point fit,
+the actual value) sit side by side at its x position rather than on top of each other, and every axis leaves
+room for them.
+"""
 
 from __future__ import annotations
 
-import io
+import textwrap
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 import pymc as pm
-from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from scipy.special import expit
 
 from bayesladder import baseline
@@ -15,22 +20,22 @@ from bayesladder.bayes.model import accuracy_curve
 from bayesladder.bayes.predict import predictive_draws
 from bayesladder.bayes.priors import merge
 from bayesladder.ladder import final_points, step2_checkpoints
+from bayesladder.plotting import figure, png
+from bayesladder.report.hyperparameters import describe
 
-DPI = 90
 GRID = 40
 PRIOR_DRAWS = 4000
+TARGET_COLORS = ("crimson", "darkorange", "purple", "teal", "saddlebrown", "olive")
+DODGE = 1.25  # in log x: the paper's fit to the left of a prediction, the actual value to its right
 
 
-def png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+def target_colors(specs) -> dict[str, str]:
+    return {s.name: TARGET_COLORS[k % len(TARGET_COLORS)] for k, s in enumerate(specs)}
 
 
 def _size_colors(ds, runs) -> dict[str, tuple]:
     sizes = sorted({str(ds["size"].sel(run=r).values) for r in runs}, key=lambda s: _n_of_size(ds, s))
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     return {s: cmap(i / max(1, len(sizes) - 1) * 0.85) for i, s in enumerate(sizes)}
 
 
@@ -41,7 +46,7 @@ def _n_of_size(ds, size: str) -> float:
 def _grid_axes(n: int, width: float = 4.2, height: float = 3.3):
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
-    fig = Figure(figsize=(width * cols, height * rows))
+    fig = figure(width * cols, height * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
@@ -56,23 +61,24 @@ def step1(ds, fitted, thin, runs, tasks, specs, draws, seed) -> list[tuple[str, 
     d_hi = max([finals["tokens"].max()] + [s.target.tokens for s in specs]) * 1.5
     grid = np.geomspace(d_lo, d_hi, GRID)
     curves = {}  # label -> (quantiles (3, grid, task), color, dashed)
-    for size in fitted.sizes:
+    for size in sorted(fitted.sizes, key=lambda z: _n_of_size(ds, z)):
         curves[size] = (
             _loss_band(thin, fitted.constants, _n_of_size(ds, size), grid, size, seed),
             colors.get(size, "grey"),
             False,
         )
+    palette = target_colors(specs)
     for spec in specs:
         if spec.size in fitted.sizes:
             continue
         curves[spec.name] = (
             _loss_band(thin, fitted.constants, spec.target.n_params, grid, spec.size, seed),
-            "crimson",
+            palette[spec.name],
             True,
         )
     out = []
     for i, task in enumerate(tasks):
-        fig = Figure(figsize=(6.4, 4.2))
+        fig = figure(6.4, 4.4)
         ax = fig.subplots()
         for label, (q, color, dashed) in curves.items():
             ax.fill_between(grid, q[0, :, i], q[2, :, i], color=color, alpha=0.18, lw=0)
@@ -86,6 +92,7 @@ def step1(ds, fitted, thin, runs, tasks, specs, draws, seed) -> list[tuple[str, 
         ax.set_xlabel("training tokens D")
         ax.set_ylabel("task loss (bits/byte)")
         ax.set_title(f"{task}: step 1 (90% predictive bands)")
+        ax.margins(x=0.05, y=0.08)
         ax.legend(fontsize=7, ncol=2)
         out.append((f"{task}: task loss against D", png(fig)))
     return out
@@ -100,6 +107,9 @@ def _loss_band(thin, constants, n_params, grid, size, seed) -> np.ndarray:
 
 
 def _mark_targets(ax, ds, specs, draws, i, task, x, y):
+    """Each target's predicted median with its 90% interval (diamond) and, for a run of the dataset, its actual
+    value (star), set a little to the right when both share an x position (step 1)."""
+    palette = target_colors(specs)
     for spec in specs:
         loss, acc = draws[spec.name]
         values = {"loss": loss[:, i], "acc": acc[:, i]}
@@ -110,17 +120,26 @@ def _mark_targets(ax, ds, specs, draws, i, task, x, y):
             [yq[1]],
             yerr=[[yq[1] - yq[0]], [yq[2] - yq[1]]],
             fmt="D",
-            color="crimson",
+            color=palette[spec.name],
             ms=5,
             capsize=3,
+            zorder=5,
             label=f"{spec.name} predicted",
         )
         if spec.name in ds["run"].values:
             actual = final_points(ds, [spec.name]).set_index("task").loc[task]
-            xa = spec.target.tokens if x == "tokens" else actual["task_loss"]
+            xa = spec.target.tokens * DODGE**0.5 if x == "tokens" else actual["task_loss"]
             ya = actual["task_loss"] if y == "loss" else actual["accuracy"]
             ax.scatter(
-                [xa], [ya], marker="*", s=120, color="gold", edgecolor="k", zorder=4, label=f"{spec.name} actual"
+                [xa],
+                [ya],
+                marker="*",
+                s=130,
+                color="gold",
+                edgecolor=palette[spec.name],
+                lw=1.0,
+                zorder=6,
+                label=f"{spec.name} actual",
             )
 
 
@@ -130,13 +149,14 @@ def step2(ds, thin, constants, runs, tasks, specs, draws) -> list[tuple[str, byt
     post = thin.stack(sample=("chain", "draw")).transpose("sample", ...)
     out = []
     for i, task in enumerate(tasks):
-        fig = Figure(figsize=(6.4, 4.2))
+        fig = figure(6.4, 4.2)
         ax = fig.subplots()
         all_loss = []
-        for run in runs:
-            _, loss, acc = step2_checkpoints(ds, run, task)
-            size = str(ds["size"].sel(run=run).values)
-            ax.scatter(loss, acc, s=6, alpha=0.5, color=colors.get(size, "grey"), label=size)
+        for size, color in colors.items():  # in order of N: the legend lists sizes that way
+            of_size = [r for r in runs if str(ds["size"].sel(run=r).values) == size]
+            points = [step2_checkpoints(ds, run, task) for run in of_size]
+            loss = np.concatenate([p[1] for p in points])
+            ax.scatter(loss, np.concatenate([p[2] for p in points]), s=6, alpha=0.5, color=color, label=size)
             all_loss.append(loss)
         all_loss = np.concatenate(all_loss)
         lo = min(all_loss.min(), *(np.quantile(draws[s.name][0][:, i], 0.05) for s in specs)) * 0.95
@@ -157,6 +177,7 @@ def step2(ds, thin, constants, runs, tasks, specs, draws) -> list[tuple[str, byt
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
         ax.legend(unique.values(), unique.keys(), fontsize=7, ncol=2)
+        ax.margins(y=0.08)
         ax.set_xlabel("task loss (bits/byte)")
         ax.set_ylabel("accuracy")
         ax.set_title(f"{task}: step 2")
@@ -165,46 +186,55 @@ def step2(ds, thin, constants, runs, tasks, specs, draws) -> list[tuple[str, byt
 
 
 def chained(ds, runs, tasks, specs, draws, base_fits) -> bytes:
-    """Accuracy against compute per task: ladder finals, and each target's chained prediction."""
+    """Accuracy against compute per task: ladder finals by size, and each target's chained prediction (median,
+    50% and 90% intervals) with the paper's point fit just left of it and the actual value just right of it."""
     finals = final_points(ds, runs)
     finals = finals.assign(flops=6 * finals["n_params"] * finals["tokens"])
     colors = _size_colors(ds, runs)
-    fig, axes = _grid_axes(len(tasks))
+    palette = target_colors(specs)
+    fig, axes = _grid_axes(len(tasks), height=3.4)
     for i, (ax, task) in enumerate(zip(axes, tasks)):
         points = finals[finals["task"] == task]
         for size in colors:  # in order of N
             group = points[points["size"] == size]
-            ax.scatter(group["flops"], group["accuracy"], color=colors[size], s=16, label=size)
+            ax.scatter(group["flops"], group["accuracy"], color=colors[size], s=16)
         for spec in specs:
             c = 6 * spec.target.n_params * spec.target.tokens
-            acc = draws[spec.name][1][:, i]
-            q = np.quantile(acc, [0.05, 0.25, 0.5, 0.75, 0.95])
-            ax.vlines(c, q[0], q[4], color="crimson", lw=1)
-            ax.vlines(c, q[1], q[3], color="crimson", lw=4)
-            ax.scatter([c], [q[2]], color="white", edgecolor="crimson", zorder=3, s=18)
+            q = np.quantile(draws[spec.name][1][:, i], [0.05, 0.25, 0.5, 0.75, 0.95])
+            color = palette[spec.name]
+            ax.vlines(c, q[0], q[4], color=color, lw=1, zorder=3)
+            ax.vlines(c, q[1], q[3], color=color, lw=4, zorder=3)
+            ax.scatter([c], [q[2]], color="white", edgecolor=color, zorder=4, s=22, lw=1.2)
             if base_fits:
-                b = baseline.predict({task: base_fits[task]}, spec.target.n_params, spec.target.tokens)[
-                    "accuracy"
-                ].iloc[0]
-                ax.scatter([c], [b], marker="x", color="k", zorder=4, label="baseline")
+                b = baseline.predict({task: base_fits[task]}, spec.target.n_params, spec.target.tokens)
+                ax.scatter([c / DODGE], b["accuracy"].values, marker="x", color="k", zorder=5, s=30)
             if spec.name in ds["run"].values:
                 a = final_points(ds, [spec.name]).set_index("task").loc[task, "accuracy"]
-                ax.scatter([c], [a], marker="*", s=90, color="gold", edgecolor="k", zorder=5, label="actual")
+                ax.scatter([c * DODGE], [a], marker="*", s=110, color="gold", edgecolor="k", lw=0.6, zorder=6)
         ax.set_xscale("log")
+        ax.margins(x=0.08, y=0.1)
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("compute 6ND (FLOPs)", fontsize=8)
         ax.set_ylabel("accuracy", fontsize=8)
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles))
-        if i == 0:
-            ax.legend(unique.values(), unique.keys(), fontsize=6)
-    fig.suptitle("Chained predictions: median, 50% and 90% intervals (red)")
+        ax.tick_params(labelsize=7)
+    handles = [Line2D([], [], ls="", marker="o", color=c, label=f"ladder {size}") for size, c in colors.items()]
+    for spec in specs:
+        handles.append(
+            Line2D([], [], color=palette[spec.name], lw=3, marker="o", mfc="white", label=f"{spec.name} predicted")
+        )
+    if base_fits:
+        handles.append(Line2D([], [], ls="", marker="x", color="k", label="paper's point fit"))
+    if any(spec.name in ds["run"].values for spec in specs):
+        handles.append(Line2D([], [], ls="", marker="*", ms=10, mfc="gold", mec="k", label="actual"))
+    fig.suptitle("Chained predictions: median (circle), 50% (thick) and 90% (thin) intervals")
     fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 5), fontsize=8)
     return png(fig)
 
 
 def prior_posterior(fitted, seed: int) -> bytes:
-    """Histograms of prior and posterior draws of every scalar (shared) hyperparameter."""
+    """Histograms of prior and posterior draws of every scalar (shared) hyperparameter, each panel titled with
+    its name and a sentence saying what it is."""
     priors = merge(fitted.config.priors)
     posterior = fitted.posterior
     names = [n for n, p in priors.items() if not p.dims and n in posterior and posterior[n].ndim == 2]
@@ -212,7 +242,7 @@ def prior_posterior(fitted, seed: int) -> bytes:
     prior_draws_all = pm.draw(variables, draws=1, random_seed=seed) if names else []  # one compiled function, one call
     if len(names) == 1:
         prior_draws_all = [prior_draws_all]
-    fig, axes = _grid_axes(max(1, len(names)), width=3.6, height=2.6)
+    fig, axes = _grid_axes(max(1, len(names)), width=4.2, height=3.2)
     for k, (ax, name) in enumerate(zip(axes, names)):
         prior_draws = np.asarray(prior_draws_all[k])
         post_draws = posterior[name].values.ravel()
@@ -220,8 +250,9 @@ def prior_posterior(fitted, seed: int) -> bytes:
         bins = np.linspace(lo, hi, 50)
         ax.hist(prior_draws, bins=bins, density=True, alpha=0.4, color="grey", label="prior")
         ax.hist(post_draws, bins=bins, density=True, alpha=0.6, color="tab:blue", label="posterior")
-        ax.set_title(name, fontsize=9)
+        ax.set_title(f"{name}\n" + "\n".join(textwrap.wrap(describe(name), 52)), fontsize=7.5, loc="left")
         ax.tick_params(labelsize=7)
+        ax.set_yticks([])
         if k == 0:
             ax.legend(fontsize=7)
     fig.tight_layout()

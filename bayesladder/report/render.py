@@ -12,7 +12,10 @@ import jinja2
 import pandas as pd
 
 from bayesladder.errors import BayesLadderError
+from bayesladder.files import atomic_write_bytes, atomic_write_text
 from bayesladder.report.build import Report
+
+NUMERIC = re.compile(r"^[+-]?[\d.]+(e[+-]?\d+)?( \u2013 [+-]?[\d.]+(e[+-]?\d+)?)?$")  # '61.2', '+0.7', a range
 
 HTML = """<!DOCTYPE html>
 <html lang="en">
@@ -20,12 +23,13 @@ HTML = """<!DOCTYPE html>
 <meta charset="utf-8">
 <title>{{ report.title }}</title>
 <style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1320px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 .banner { background: #fde2e1; border: 2px solid #c0392b; color: #7b1d13; padding: .8em 1em; font-weight: 600; }
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1.5em; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; }
-th { background: #f3f3f3; } td.text { text-align: left; } td.nw { white-space: nowrap; }
+th { background: #f3f3f3; text-align: left; } td.text { text-align: left; overflow-wrap: anywhere; } td.nw { white-space: nowrap; }
+caption { text-align: left; font-weight: 600; padding: .3em 0; }
 td.FAIL { background: #f8d7da; font-weight: 600; } td.warn { background: #fff3cd; } td.pass { background: #d4edda; }
 figure { display: inline-block; margin: .5em; } img { max-width: 100%; } figcaption { font-size: .8em; color: #555; }
 nav a { margin-right: 1em; } .scroll { overflow-x: auto; }
@@ -39,7 +43,7 @@ nav a { margin-right: 1em; } .scroll { overflow-x: auto; }
 <section id="{{ s.key }}">
 <h2>{{ s.title }}</h2>
 {% if s.text %}<p>{{ s.text }}</p>{% endif %}
-{% for caption, table in s.tables %}<div class="scroll"><table aria-label="{{ caption }}"><thead><tr>{% for c in table.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
+{% for caption, table in s.tables %}<div class="scroll"><table aria-label="{{ caption }}"><caption>{{ caption }}</caption><thead><tr>{% for c in table.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
 <tbody>{% for row in rows(table) %}<tr>{% for cls, cell in row %}<td class="{{ cls }}">{{ cell }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>
 {% endfor %}
 {% for caption, data in s.figures %}<figure><img alt="{{ caption }}" src="data:image/png;base64,{{ b64(data) }}"><figcaption>{{ caption }}</figcaption></figure>
@@ -57,10 +61,10 @@ def html(report: Report) -> str:
     return template.render(report=report, rows=_rows, b64=lambda data: base64.b64encode(data).decode("ascii"))
 
 
-def markdown(report: Report, figure_folder: Path, link_prefix: str) -> str:
-    """Markdown text; writes each figure into ``figure_folder`` and links it as ``link_prefix/NAME.png``."""
-    figure_folder.mkdir(parents=True, exist_ok=True)
+def markdown(report: Report, link_prefix: str) -> tuple[str, dict[str, bytes]]:
+    """Markdown text linking each figure as ``link_prefix/NAME.png``, and the figures (NAME.png -> PNG bytes)."""
     lines = [f"# {report.title}", ""]
+    figures = {}
     for line in report.banner:
         lines += [f"> **{line}**", ""]
     for s in report.sections:
@@ -79,30 +83,25 @@ def markdown(report: Report, figure_folder: Path, link_prefix: str) -> str:
             lines.append("")
         for k, (caption, data) in enumerate(s.figures):
             name = f"{s.key}-{k + 1}-{_slug(caption)}.png"
-            (figure_folder / name).write_bytes(data)
+            figures[name] = data
             lines += [f"![{caption}]({link_prefix}/{name})", ""]
-    return "\n".join(lines)
+    return "\n".join(lines), figures
 
 
 def write(report: Report, path: str | Path, fmt: str = "html") -> list[Path]:
-    """Write the report; returns every file written (the page first)."""
+    """Write the report atomically (the page appears complete or not at all); returns every file written, the
+    page first. Markdown's figures are written into a folder beside it before the page."""
     path = Path(path)
     if fmt not in ("html", "md"):
         raise BayesLadderError(f"unknown report format '{fmt}'; use html or md")
     if path.is_dir():
         raise BayesLadderError(f"{path} is a folder; give a file name for the report, e.g. {path / ('report.' + fmt)}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "html":
-            path.write_text(html(report), encoding="utf-8")
-            return [path]
-        folder = path.parent / f"{path.stem}_figures"
-        path.write_text(markdown(report, folder, folder.name), encoding="utf-8")
-        return [path, *sorted(folder.glob("*.png"))]
-    except OSError as exc:
-        raise BayesLadderError(
-            f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location"
-        ) from None
+    if fmt == "html":
+        return [atomic_write_text(path, html(report))]
+    folder = path.parent / f"{path.stem}_figures"
+    text, figures = markdown(report, folder.name)
+    written = [atomic_write_bytes(folder / name, data) for name, data in figures.items()]
+    return [atomic_write_text(path, text), *written]
 
 
 def _rows(table: pd.DataFrame) -> list[list[tuple[str, str]]]:
@@ -120,9 +119,7 @@ def _rows(table: pd.DataFrame) -> list[list[tuple[str, str]]]:
                 cls = ""
             else:
                 text = str(value)
-                cls = (
-                    text if text in ("pass", "FAIL", "warn", "info") else ("" if text.lstrip("-").isdigit() else "text")
-                )
+                cls = text if text in ("pass", "FAIL", "warn", "info") else ("" if NUMERIC.match(text) else "text")
             if cls == "text" and len(text) <= 24:
                 cls = "text nw"  # short labels (run and task names) stay on one line
             cells.append((cls, text))

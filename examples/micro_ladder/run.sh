@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Reproduce bayesladder/data/micro_ladder.nc: train the micro ladder (models/micro.toml: 4 sizes x 1/2/5/10xC
-# with warmup-stable-decay branches, plus a 133k-parameter target at 2xC) on the KJV corpus and evaluate every
-# checkpoint. About 20-30 minutes on one CPU core. Needs: pip install -e '.[train]'
+# Reproduce bayesladder/data/micro_ladder.nc: train the micro ladder (models/micro.toml: 5 sizes x 1/2/5/10xC
+# with warmup-stable-decay branches, plus a 468k-parameter target at 2xC) on the KJV corpus and evaluate every
+# checkpoint on 4 tasks x 640 questions. About 2,600 s of CPU time on one thread (BAYESLADDER_THREADS, default
+# 1; see README.md). Needs: pip install -e '.[train]'
 #
 #   bash examples/micro_ladder/run.sh [OUT_DIR]      (default: micro_ladder_out; pass --copy as $2 to
 #                                                     overwrite the packaged bayesladder/data/micro_ladder.nc)

@@ -1,0 +1,53 @@
+"""Writing files atomically: into a temp file beside the target, renamed over it once complete, so that a
+reader never sees a partial file and a failure leaves the previous file (or none) in place."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from bayesladder.errors import BayesLadderError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], example: str = "out") -> Path:
+    """Call ``write(temp_path)``, then rename the temp file to ``path``; OSErrors become one BayesLadderError."""
+    path = Path(path)
+    if path.is_dir():
+        raise BayesLadderError(f"{path} is a folder; give a file name for the output, e.g. {path / example}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise BayesLadderError(
+            f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location"
+        ) from None
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise BayesLadderError(
+            f"{path}: cannot be written ({exc.strerror or exc}); choose a writable location"
+        ) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), example=Path(path).name)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), example=Path(path).name)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,287 @@
+"""What a newcomer meets: one-line errors (typer's own included), exit code 2 only for failed diagnostics, the
+default dataset rule, what `fit` says, warnings about untrusted fits and far extrapolation, tables that fit 80
+columns, diagnostic figures for any number of tasks, and the report's figures (legends, markers in frame)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+from cli_helpers import FIT_TASKS, assert_clean_error, invoke
+
+from bayesladder import datasets, extrapolation, schema
+from bayesladder.bayes.fit import LadderFit
+
+
+@pytest.fixture
+def edited_fit(fit_file, tmp_path):
+    """``edited_fit(edit)``: a copy of the session's fit file with ``edit(tree)`` applied."""
+
+    def make(edit, name="edited.nc"):
+        tree = xr.load_datatree(fit_file, engine="h5netcdf")
+        edit(tree)
+        out = tmp_path / name
+        schema.atomic_write_netcdf(tree, out)
+        return out
+
+    return make
+
+
+# --- errors: one line, exit 1; exit 2 only for failed diagnostics ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["fit", "--draws", "lots"], ["--draws", "integer", "bayesladder fit --help"]),
+        (["backtest"], ["Missing option '--holdout-size'"]),
+        (["fitt"], ["No such command 'fitt'", "fit"]),
+        (["fit", "--drawz", "3"], ["No such option: --drawz"]),
+        (["import", "csv"], ["Missing argument"]),
+        (["diagnose", "--max-rhat", "high"], ["--max-rhat"]),
+    ],
+)
+def test_parse_errors_are_one_line_with_exit_1(args, fragments):
+    assert_clean_error(invoke(*args), *fragments)
+
+
+def test_no_command_prints_the_help_and_exits_0():
+    result = invoke()
+    assert result.exit_code == 0 and "fit" in result.stdout and "predict" in result.stdout
+
+
+def test_a_folder_given_as_a_file_says_it_is_a_folder(tmp_path):
+    folder = tmp_path / "somewhere"
+    folder.mkdir()
+    assert_clean_error(invoke("predict", "--fit", folder, "--target", "13B-5T"), "somewhere", "is a directory")
+    assert_clean_error(invoke("baseline", "--data", folder, "--target", "13B-5T"), "somewhere", "is a directory")
+    with pytest.raises(Exception, match="is a folder"):  # the library says so too, to a notebook user
+        schema.read(folder)
+    with pytest.raises(Exception, match="is a folder"):
+        LadderFit.load(folder)
+
+
+# --- fit: what it says, overwriting, progress lines ---------------------------------------------------
+
+
+def test_fit_says_what_it_fitted_what_the_diagnostics_mean_and_what_to_run_next(tiny_fit, olmo_ladder_nc):
+    path, result = tiny_fit
+    err = result.stderr
+    assert f"fitting the two-step model to {olmo_ladder_nc}: 16 runs (sizes 190M, 370M, 760M, 1B;" in err
+    assert "lengths 1xC, 2xC, 5xC, 10xC) and 4 independent reruns of them" in err
+    assert f"2 tasks ({', '.join(FIT_TASKS)})" in err
+    assert "s] compiling the model, then sampling 2 chains x 100 draws" in err  # a stage line, stderr no terminal
+    assert "s] checking the diagnostics" in err
+    assert "DIAGNOSTICS FAILED" in err and "cannot be trusted" in err
+    assert f"next: bayesladder predict --fit {path} --target 3B-10xC" in err  # the run furthest out
+    assert result.exit_code == 2
+
+
+def test_shipped_micro_ladder_is_named_as_such():
+    assert datasets.describe(datasets.micro_ladder()).startswith("the shipped micro ladder (")
+
+
+def test_shipped_micro_ladder_is_a_meaningful_default():
+    """Enough questions that binomial noise is at most 2 points, sizes spread out, a target well beyond them."""
+    ds = schema.read(datasets.micro_ladder())
+    assert float(np.sqrt(0.25 / ds["n_questions"].min())) <= 0.02
+    ladder_n = ds["n_params"].values[(ds["role"] == "ladder").values]
+    [target_n] = ds["n_params"].values[(ds["role"] == "target").values]
+    assert len(set(ladder_n)) >= 5 and ladder_n.max() / ladder_n.min() > 9
+    assert target_n / ladder_n.max() > 4
+
+
+def test_fit_refuses_to_overwrite_without_force(olmo_ladder_nc, tmp_path):
+    existing = tmp_path / "fit.nc"
+    existing.write_text("a previous fit")
+    args = ("fit", "--data", olmo_ladder_nc, "--tasks", "mmlu", "-o", existing)
+    assert_clean_error(invoke(*args), "fit.nc exists", "--force")
+    assert existing.read_text() == "a previous fit"
+    assert_clean_error(invoke("fit", "--data", olmo_ladder_nc, "-o", tmp_path), "is a folder")
+
+
+# --- warnings: untrusted fits, far extrapolation -----------------------------------------------------
+
+
+def test_extrapolation_factors_and_threshold():
+    inside = extrapolation.beyond((1.28e9, 2.56e11), 13.2e9, 5.0e12)  # the paper's 13B-5T from its 1B rung
+    assert inside.n_factor == pytest.approx(10.31, rel=1e-3) and inside.d_factor == pytest.approx(19.53, rel=1e-3)
+    assert not inside.far and inside.warning("13B-5T") is None
+    far = extrapolation.beyond((1e5, 2e7), 13e9, 5e12)
+    assert far.far and "130,000x the largest rung in N" in far.warning("13B")
+    assert extrapolation.beyond((1e5, 2e7), 4e5, 1e7).describe() == "4x the largest rung in N, within the ladder in D"
+    edge = extrapolation.FAR_FACTOR
+    assert not extrapolation.beyond((1.0, 1.0), edge, 1.0).far and extrapolation.beyond((1.0, 1.0), edge * 1.01, 1).far
+
+
+def test_predict_warns_of_a_failed_fit_and_of_a_target_far_outside_the_ladder(fit_file):
+    result = invoke("predict", "--fit", fit_file, "--n", 1e13, "--d", 1e15, "--json")
+    assert result.exit_code == 0, (result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith("warning:") and "failed its diagnostics" in line for line in lines)
+    [far] = [line for line in lines if "far outside the ladder" in line]
+    assert "7,816x the largest rung in N" in far and "3,908x the largest rung in D" in far
+    for record in json.loads(result.stdout):
+        assert record["diagnostics_ok"] is False and record["far_outside_ladder"] is True
+        assert record["n_factor"] == pytest.approx(1e13 / 1279395840.0)
+    near = invoke("predict", "--fit", fit_file, "--target", "13B-5T", "--json")
+    assert "far outside" not in near.stderr and all(r["far_outside_ladder"] is False for r in json.loads(near.stdout))
+
+
+def test_predict_says_when_a_fit_never_recorded_its_diagnostics(edited_fit):
+    old = edited_fit(lambda tree: tree.attrs.pop("diagnostics"))
+    result = invoke("predict", "--fit", old, "--target", "13B-5T", "--json")
+    assert result.exit_code == 0 and "does not record its diagnostics" in result.stderr
+    assert all(r["diagnostics_ok"] is None for r in json.loads(result.stdout))
+
+
+def test_predict_table_fits_80_columns(fit_file):
+    result = invoke("predict", "--fit", fit_file, "--target", "13B-5T")
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    for task in FIT_TASKS:  # one unwrapped row per task: median and both intervals, accuracy in points
+        [row] = [line for line in lines if line.startswith(task)]
+        assert len(row.split()) == 6, row
+    assert "10.3x the largest rung in N" in result.stdout
+
+
+# --- the default dataset ----------------------------------------------------------------------------
+
+
+def test_predict_uses_the_fits_own_dataset_for_a_run_and_says_so(fit_file, olmo_ladder_nc):
+    result = invoke("predict", "--fit", fit_file, "--target", "1B-10xC", "--json")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"using the dataset the fit was made on: {olmo_ladder_nc}" in result.stderr
+    assert [r["task"] for r in json.loads(result.stdout)] == FIT_TASKS
+
+
+def test_a_moved_or_changed_dataset_is_one_line_saying_to_pass_data(edited_fit, tmp_path):
+    moved = edited_fit(lambda tree: tree.attrs.update(dataset_path=str(tmp_path / "gone" / "ladder.nc")), "m.nc")
+    assert_clean_error(invoke("predict", "--fit", moved, "--target", "1B-10xC"), "no longer there", "--data")
+    assert_clean_error(invoke("report", "--fit", moved, "-o", tmp_path / "r.html"), "no longer there", "--data")
+    assert invoke("predict", "--fit", moved, "--target", "13B-5T").exit_code == 0  # a known target needs no data
+    other = shutil.copy(datasets.micro_ladder(), tmp_path / "ladder.nc")
+    changed = edited_fit(lambda tree: tree.attrs.update(dataset_path=str(other)), "c.nc")
+    assert_clean_error(invoke("predict", "--fit", changed, "--target", "1B-10xC"), "has changed", "--data")
+    unrecorded = edited_fit(lambda tree: tree.attrs.update(dataset_path=""), "u.nc")
+    assert_clean_error(invoke("report", "--fit", unrecorded), "does not record the dataset", "--data")
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_commands_without_a_fit_default_to_the_shipped_micro_ladder():
+    result = invoke("baseline", "--target", "13B-5T", "--tasks", "cloze", "--json")
+    assert result.exit_code == 0, (result.output, result.exception)
+    [record] = json.loads(result.stdout)
+    assert record["task"] == "cloze"
+
+
+# --- diagnose --plots for any number of tasks ---------------------------------------------------------
+
+
+def test_plot_groups_do_not_grow_with_the_number_of_tasks(loaded_fit):
+    """One figure per task: twelve tasks give twelve task figures of the same size as two tasks give."""
+    from bayesladder.bayes.plots import parameter_groups
+
+    posterior = loaded_fit.posterior
+    many = xr.concat(
+        [posterior.assign_coords(task=[f"{t}-{k}" for t in posterior["task"].values]) for k in range(6)],
+        "task",
+        data_vars="minimal",
+    )
+    few, lots = parameter_groups(posterior), parameter_groups(many)
+    assert len(lots) == 1 + 12 and next(iter(lots)) == "shared"
+    panels = {len(variables) for variables, _ in few.values()}
+    assert {len(variables) for variables, _ in lots.values()} == panels
+    assert lots["task-mmlu-5"][1] == {"task": "mmlu-5"}
+
+
+def test_diagnose_plots_leave_no_folder_behind_when_drawing_fails(fit_file, tmp_path, monkeypatch):
+    from bayesladder.bayes import plots
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("matplotlib failed")
+
+    monkeypatch.setattr(plots.az, "plot_rank_dist", broken)
+    folder = tmp_path / "figures"
+    result = invoke("diagnose", "--fit", fit_file, "--plots", folder)
+    assert isinstance(result.exception, RuntimeError)
+    assert not folder.exists()
+
+
+# --- the report's figures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def report_figures(fit_file, olmo_ladder_ds):
+    """Every matplotlib figure the report draws for 3B-10xC and 7B-4T, captured before it becomes a PNG."""
+    from bayesladder import report
+    from bayesladder.report import figures
+
+    drawn = []
+    original = figures.png
+    figures.png = lambda fig: drawn.append(fig) or b"png"
+    try:
+        report.build(LadderFit.load(fit_file), olmo_ladder_ds, "ladder.nc", targets=["3B-10xC", "7B-4T"])
+    finally:
+        figures.png = original
+    return drawn
+
+
+SIZES_BY_N = ["190M", "370M", "760M", "1B"]
+
+
+def _inside(ax) -> bool:
+    """Every marker lies wholly inside the frame (its centre at least its radius from every edge, in pixels) and
+    every interval bar within the axis limits: nothing is hidden or clipped by the frame."""
+    from matplotlib.collections import LineCollection, PathCollection
+
+    ax.figure.canvas.draw()
+    frame = ax.get_window_extent()
+    markers = []  # (x, y, radius in pixels)
+    for c in ax.collections:
+        if isinstance(c, PathCollection):
+            radius = np.sqrt(c.get_sizes().max()) * ax.figure.dpi / 72 / 2
+            markers += [(*ax.transData.transform(xy), radius) for xy in c.get_offsets()]
+    for line in ax.lines:
+        if line.get_marker() not in ("None", "", None):
+            radius = line.get_markersize() * ax.figure.dpi / 72 / 2
+            markers += [(*ax.transData.transform(xy), radius) for xy in line.get_xydata()]
+    for x, y, r in markers:
+        if not (frame.x0 + r <= x <= frame.x1 - r and frame.y0 + r <= y <= frame.y1 - r):
+            return False
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    bars = [np.concatenate(c.get_segments()) for c in ax.collections if isinstance(c, LineCollection)]
+    xy = np.concatenate(bars) if bars else np.empty((0, 2))
+    return bool(np.all((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)))
+
+
+def test_chained_figure_legend_and_markers(report_figures):
+    [chained] = [f for f in report_figures if f._suptitle and "Chained" in f._suptitle.get_text()]
+    labels = [t.get_text() for t in chained.legends[0].get_texts()]
+    assert labels[:4] == [f"ladder {s}" for s in SIZES_BY_N]
+    assert {"3B-10xC predicted", "7B-4T predicted", "paper's point fit", "actual"} <= set(labels)
+    visible = [ax for ax in chained.axes if ax.get_visible()]
+    assert len(visible) == len(FIT_TASKS) and all(_inside(ax) for ax in visible)
+
+
+def test_step2_legends_list_sizes_in_order_of_n(report_figures):
+    step2 = [f for f in report_figures if f.axes and f.axes[0].get_title().endswith("step 2")]
+    assert len(step2) == len(FIT_TASKS)
+    for fig in step2:
+        labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert labels[:4] == SIZES_BY_N and "3B-10xC predicted" in labels and "3B-10xC actual" in labels
+        assert _inside(fig.axes[0])
+
+
+def test_variance_reads_the_backtest_json_object(olmo_ladder_nc, tmp_path):
+    """`variance --backtest` takes what `backtest --json` prints: {"rows": [...], "summary": [...]}."""
+    rows = [{"run": "3B-10xC", "task": "boolq", "actual_acc": 0.70, "acc_median": 0.66}]
+    backtest = tmp_path / "backtest.json"
+    backtest.write_text(json.dumps({"rows": rows, "summary": [{"run": "all", "mae": 0.04}]}))
+    result = invoke("variance", "--data", olmo_ladder_nc, "--run", "1B-10xC", "--backtest", backtest, "--json")
+    assert result.exit_code == 0, result.output
+    by_task = {r["task"]: r for r in json.loads(result.stdout)}
+    assert by_task["boolq"]["abs_error"] == pytest.approx(0.04)
