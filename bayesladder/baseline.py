@@ -19,6 +19,7 @@ from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import (
     STEP2_DROP_FRACTION,
     actual_final,
+    check_tasks,
     final_points,
     step2_checkpoints,
     trailing_moving_average,
@@ -114,6 +115,7 @@ def fit(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> dict[str, TaskFit]
     A task the method cannot fit (no task loss, fewer points than a step has parameters) is refused: one
     BayesLadderError names every such task and what it lacks, rather than a curve fitted to nothing.
     """
+    check_tasks(ds, tasks)
     finals = final_points(ds, runs)
     finals = finals[np.isfinite(finals["task_loss"])]
     fits, problems = {}, []
@@ -148,8 +150,7 @@ def _unfittable(task: str, step1_points: int, step2_points: int) -> str | None:
     if step2_points < len(STEP2_START):
         return (
             f"task '{task}': step 2 has {step2_points} checkpoints with task loss and accuracy after each run's "
-            f"first {STEP2_DROP_FRACTION:.0%}, fewer than its {len(STEP2_START)} parameters (a ladder with one "
-            "evaluation per run has none: the method needs intermediate checkpoints)"
+            f"first {STEP2_DROP_FRACTION:.0%}, fewer than its {len(STEP2_START)} parameters (add runs or evaluations)"
         )
     return None
 

@@ -135,17 +135,11 @@ def split_list(values: list[str] | None) -> list[str] | None:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
-def resolve_tasks(ds, tasks: str) -> list[str]:
-    known = [str(t) for t in ds["task"].values]
+def parse_tasks(ds, tasks: str) -> list[str]:
+    """'all' = every task of the dataset; else the comma-separated names (the library checks them)."""
     if tasks.strip() == "all":
-        return known
-    wanted = split_list([tasks]) or []
-    if not wanted:
-        raise BayesLadderError(f"--tasks names no task; give 'all' or some of {', '.join(known)}")
-    unknown = [t for t in wanted if t not in known]
-    if unknown:
-        raise BayesLadderError(f"unknown task(s) {', '.join(unknown)}; the dataset has {', '.join(known)}")
-    return wanted
+        return [str(t) for t in ds["task"].values]
+    return split_list([tasks]) or []
 
 
 @import_app.command("olmo-ladder")
@@ -256,7 +250,7 @@ def baseline(
     ds = schema.read(data or datasets.micro_ladder())
     target_spec = ladder_runs.resolve_target(ds, target, n, d)
     runs = ladder_runs.select_runs(ds, ladder_runs.resolve_selection(ladder, split_list(sizes), split_list(lengths)))
-    fits = paper_method.fit(ds, runs, resolve_tasks(ds, tasks))
+    fits = paper_method.fit(ds, runs, parse_tasks(ds, tasks))
     table = paper_method.predict(fits, target_spec.n_params, target_spec.tokens)
     table = paper_method.with_actuals(table, ds, target_spec.name)
     output.emit(
@@ -266,14 +260,45 @@ def baseline(
     )
 
 
-def _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed):
+def _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed, designs=None) -> FitConfig:
+    """The options as a FitConfig, checked against the dataset by the library."""
     from bayesladder import ladder as ladder_runs
 
-    if min(chains, draws, tune) < 1:
-        raise BayesLadderError("--chains, --draws and --tune must be at least 1")
     selection = ladder_runs.resolve_selection(ladder, split_list(sizes), split_list(lengths))
-    return FitConfig(
-        tasks=tuple(resolve_tasks(ds, tasks)), selection=selection, chains=chains, draws=draws, tune=tune, seed=seed
+    config = FitConfig(
+        tasks=tuple(parse_tasks(ds, tasks)),
+        selection=selection,
+        designs=tuple(split_list(designs) or FitConfig.designs),
+        chains=chains,
+        draws=draws,
+        tune=tune,
+        seed=seed,
+    )
+    config.check(ds)
+    return config
+
+
+DesignsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--designs",
+        help="Designs to fit and stack by the nested backtest (default: two-step,single-step; one design: no stacking).",
+    ),
+]
+
+
+def describe_calibration(fitted) -> str:
+    """One line: the designs' weights and discrepancy scales, and the nested backtest they came from."""
+    calibration = fitted.calibration
+    parts = ", ".join(
+        f"{d} {calibration.weights[d]:.2f} (kappa {calibration.kappa[d]:.2f})" for d in fitted.config.designs
+    )
+    if calibration.split is None:
+        return f"designs: {parts} (no nested backtest: the ladder has too few sizes)"
+    split = calibration.split
+    return (
+        f"designs stacked by the nested backtest (sizes {', '.join(split.fitted)} -> {', '.join(split.held_out)}): "
+        f"{parts}; kappa = added logit SD per e-fold of N beyond the ladder"
     )
 
 
@@ -381,11 +406,13 @@ def fit(
     draws: DrawsOption = FitConfig.draws,
     tune: TuneOption = FitConfig.tune,
     seed: SeedOption = FitConfig.seed,
+    designs: DesignsOption = None,
     output_path: Annotated[Path, typer.Option("-o", "--output", help="Fit file to write (netCDF).")] = Path("fit.nc"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite the fit file if it exists.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Fit the hierarchical Bayesian two-step model; print its diagnostics (exit 2 if they fail)."""
+    """Fit the hierarchical Bayesian models (two-step and single-step, stacked by the ladder's nested backtest);
+    print the diagnostics (exit 2 if they fail)."""
     from bayesladder import datasets, schema
     from bayesladder import ladder as ladder_runs
     from bayesladder.bayes.data import with_replicates
@@ -394,23 +421,24 @@ def fit(
 
     data_path = data or datasets.micro_ladder()
     ds = schema.read(data_path)
-    config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
+    config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed, designs)
     _refuse_overwrite(output_path, force)
     runs = ladder_runs.select_runs(ds, config.selection)
     reruns = len(with_replicates(ds, runs)) - len(runs)
     note(
-        f"fitting the two-step model to {datasets.describe(data_path)}: {_describe_runs(ds, runs)}"
+        f"fitting {' and '.join(config.designs)} to {datasets.describe(data_path)}: {_describe_runs(ds, runs)}"
         + (f" and {reruns} independent reruns of them" if reruns else "")
-        + f", {len(config.tasks)} tasks ({', '.join(config.tasks)})"
+        + f", {len(config.tasks)} tasks ({', '.join(config.tasks)}); {chains} chains x {draws} draws after {tune} "
+        "tuning draws per model"
     )
-    stage(f"compiling the model, then sampling {chains} chains x {draws} draws after {tune} tuning draws")
-    fitted = fit_model(ds, config, progress=not as_json and sys.stderr.isatty())
+    fitted = fit_model(ds, config, progress=stage)
+    note(describe_calibration(fitted))
     stage("checking the diagnostics (R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO, PPC)")
     thresholds = Thresholds()
     checked = _diagnose(fitted, thresholds)
     fitted.diagnostics = checked.record()
     fitted.save(output_path)
-    note(f"wrote {output_path} ({fitted.seconds:.0f} s to compile and sample)")
+    note(f"wrote {output_path} ({fitted.seconds:.0f} s to compile and sample every model)")
     targets = [ladder_runs.resolve_target(ds, name, None, None) for name in default_targets(ds, fitted)]
     target = max(targets, key=lambda t: t.n_params * t.tokens).name  # the one furthest out
     note(
@@ -449,9 +477,11 @@ def predict(
     ok = _trust(fitted, fit_file)
     if beyond.far:
         warn(beyond.warning(spec.name))
+    note(describe_calibration(fitted))
     if as_json:
         flags = dict(n_factor=beyond.n_factor, d_factor=beyond.d_factor, far_outside_ladder=beyond.far)
-        output.emit(table.assign(target=spec.name, **flags, diagnostics_ok=ok), True)
+        weights = {f"weight_{d}": w for d, w in fitted.calibration.weights.items()}
+        output.emit(table.assign(target=spec.name, **flags, diagnostics_ok=ok, **weights), True)
         return
     shown = table[["task"]].assign(
         loss=table["loss_median"].map("{:.3f}".format),
@@ -504,12 +534,23 @@ def backtest(
     ladder: LadderOption = None,
     sizes: SizesOption = None,
     lengths: LengthsOption = None,
-    holdout_size: Annotated[list[str], typer.Option("--holdout-size", help="Size(s) to hold out and predict.")] = ...,
+    holdout_size: Annotated[
+        list[str] | None, typer.Option("--holdout-size", help="Size(s) to hold out and predict.")
+    ] = None,
     tasks: TasksOption = "all",
     chains: ChainsOption = FitConfig.chains,
     draws: DrawsOption = FitConfig.draws,
     tune: TuneOption = FitConfig.tune,
     seed: SeedOption = FitConfig.seed,
+    designs: DesignsOption = None,
+    nested: Annotated[
+        bool,
+        typer.Option(
+            "--nested",
+            help="The ladder's own nested backtests: fit on the smallest sizes (shortest lengths), predict the "
+            "larger (longer) ones, for every cut; coverage and error against the distance extrapolated.",
+        ),
+    ] = False,
     subsets: Annotated[
         bool,
         typer.Option(
@@ -523,18 +564,34 @@ def backtest(
 ) -> None:
     """Fit without the held-out sizes, predict their runs, and score median, interval and CRPS vs the baseline.
 
-    --json prints {"rows": [one per held-out run and task], "summary": [one per held-out run, then "all"]}."""
-    from bayesladder import datasets, extrapolation, output, schema
-    from bayesladder import ladder as ladder_runs
-    from bayesladder.bayes.backtest import run_backtest
+    --json prints {"rows": [one per held-out run and task], "summary": [one per held-out run, then "all"]}; with
+    --nested, {"rows": [...], "summary": [one per axis and distance bin, then "all"], "refits": [one per split]}."""
+    from bayesladder import datasets, output, schema
+    from bayesladder.bayes import backtest as backtests
 
     ds = schema.read(data or datasets.micro_ladder())
-    config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
+    config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed, designs)
+    if nested:
+        if holdout_size or subsets or figure is not None:
+            raise BayesLadderError(
+                "--nested holds out the ladder's own sizes and lengths; drop --holdout-size/--subsets"
+            )
+        rows, summary, refits = backtests.nested(ds, config, progress=stage)
+        for refit in refits.itertuples():
+            if not refit.diagnostics_ok:
+                warn(f"the refit of {refit.split} failed its diagnostics ({refit.failures}): do not trust its rows")
+        if as_json:
+            output.emit_json({"rows": rows, "summary": summary, "refits": refits})
+            return
+        show_nested(summary, refits)
+        return
+    if not holdout_size:
+        raise BayesLadderError("give --holdout-size SIZE (the sizes to predict), or --nested")
     if subsets:
         from bayesladder.analyses import subsets as ladder_subsets
 
         with stage_once_started("refitting on each ladder subset and scoring the held-out runs"):
-            summary, _ = ladder_subsets.run_subsets(ds, config, split_list(holdout_size), progress=not as_json)
+            summary, _ = ladder_subsets.run_subsets(ds, config, split_list(holdout_size), progress=stage)
         if figure is not None:
             figure.write_bytes(ladder_subsets.figure(summary))
         output.emit(
@@ -545,35 +602,44 @@ def backtest(
         return
     if figure is not None:
         raise BayesLadderError("--figure needs --subsets")
-    with stage_once_started(
-        f"fitting without size(s) {', '.join(split_list(holdout_size))}, then predicting their runs"
-    ):
-        fitted, table, summary = run_backtest(
-            ds, config, split_list(holdout_size), progress=not as_json and sys.stderr.isatty()
-        )
-    stage("checking the fit's diagnostics")
-    checked = _diagnose(fitted, Thresholds())
-    largest = fitted.largest_rung()
-    far = {}
-    for run in table["run"].unique():
-        spec = ladder_runs.resolve_target(ds, run, None, None)
-        far[run] = extrapolation.beyond(largest, spec.n_params, spec.tokens)
-    table = table.assign(
-        n_factor=table["run"].map(lambda r: far[r].n_factor),
-        d_factor=table["run"].map(lambda r: far[r].d_factor),
-        far_outside_ladder=table["run"].map(lambda r: far[r].far),
-        diagnostics_ok=checked.ok,
-    )
-    summary = summary.assign(max_rhat=checked.max_rhat, diagnostics_ok=checked.ok)
-    if not checked.ok:
-        warn(f"the backtest's fit failed its diagnostics ({'; '.join(checked.failures)}): do not trust these scores")
-    for run, beyond in far.items():
-        if beyond.far:
-            warn(beyond.warning(run))
+    fitted, table, summary = backtests.run_backtest(ds, config, split_list(holdout_size), progress=stage)
+    note(describe_calibration(fitted))
+    if not summary["diagnostics_ok"].iloc[-1]:
+        warn(f"the backtest's fit failed its diagnostics ({summary['failures'].iloc[-1]}): do not trust these scores")
+    for run in table.loc[table["far_outside_ladder"], "run"].unique():
+        n_factor, d_factor = table.loc[table["run"] == run, ["n_factor", "d_factor"]].iloc[0]
+        warn(extrapolation_warning(run, n_factor, d_factor))
     if as_json:
         output.emit_json({"rows": table, "summary": summary})
         return
     show_backtest(table, summary)
+
+
+def extrapolation_warning(name: str, n_factor: float, d_factor: float) -> str:
+    from bayesladder import extrapolation
+
+    return extrapolation.Extrapolation(n_factor, d_factor).warning(name)
+
+
+def show_nested(summary, refits) -> None:
+    """The nested backtests for people: coverage and error per axis and distance bin, then each refit."""
+    from bayesladder import output
+
+    shown = summary[["bin", "n"]].assign(
+        MAE=summary["mae"].map(output.points),
+        bias=summary["bias"].map(output.signed_points),
+        covered=[f"{c}/{n}" for c, n in zip(summary["covered"], summary["n"])],
+        width=summary["mean_width"].map(output.points),
+        **{"paper MAE": summary["baseline_mae"].map(output.points)},
+    )
+    output.table(
+        shown,
+        title="Nested backtests: held-out runs by axis and e-folds beyond the fitted part (points; 90% intervals)",
+    )
+    output.table(
+        refits[["split", "max_rhat", "divergences", "diagnostics_ok"]],
+        title="Each nested refit's checks (a failed refit's rows are not to be trusted)",
+    )
 
 
 def show_backtest(table, summary) -> None:
@@ -722,7 +788,8 @@ def compare(
         list[str] | None,
         typer.Option(
             "--designs",
-            help="Designs to compare (default: all): two-step, flops-step1, single-step, c4-intermediate, baseline.",
+            help="Designs to compare (default: all): default (what 'fit' does), two-step, flops-step1, single-step, "
+            "c4-intermediate, baseline.",
         ),
     ] = None,
     valset: Annotated[
@@ -740,8 +807,10 @@ def compare(
 
     ds = schema.read(data or datasets.micro_ladder())
     config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed)
-    with stage_once_started("fitting each design without the held-out size(s), then scoring their runs"):
-        ranking, _ = compare_designs(ds, config, split_list(holdout_size), split_list(designs), valset)
+    ranking, _ = compare_designs(ds, config, split_list(holdout_size), split_list(designs), valset, progress=stage)
+    for row in ranking.itertuples():
+        if row.refit_ok is False:
+            warn(f"the refit of design {row.design} failed its diagnostics: do not trust its row")
     output.emit(
         ranking,
         as_json,

@@ -3,7 +3,8 @@
 The rules follow the paper: a run's final task loss and accuracy are the mean of its last 5
 checkpoints (a dataset evaluated too sparsely for that says how many in its ``final_checkpoints``
 attribute), with D of its last checkpoint; step 2 drops the first ceil(10%) of each run's
-checkpoints (warmup, near-chance accuracies).
+checkpoints (warmup, near-chance accuracies). A run evaluated once (a final-only ladder) keeps that
+evaluation: step 2 then fits the runs' final points.
 """
 
 from __future__ import annotations
@@ -50,6 +51,16 @@ def resolve_selection(ladder: str | None, sizes: list[str] | None, lengths: list
             raise BayesLadderError(f"unknown ladder preset '{ladder}'; known presets: {', '.join(sorted(PRESETS))}")
         return PRESETS[ladder]
     return LadderSelection(sizes=tuple(sizes) if sizes else None, lengths=tuple(lengths) if lengths else None)
+
+
+def check_tasks(ds: xr.Dataset, tasks: list[str] | tuple[str, ...]) -> None:
+    """Every name is a task of ``ds`` (one error listing the unknown ones and the known)."""
+    known = [str(t) for t in ds["task"].values]
+    if not tasks:
+        raise BayesLadderError(f"no task given (--tasks); give 'all' or some of {', '.join(known)}")
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise BayesLadderError(f"unknown task(s) {', '.join(unknown)}; the dataset has {', '.join(known)}")
 
 
 def select_runs(ds: xr.Dataset, selection: LadderSelection) -> list[str]:
@@ -102,15 +113,23 @@ def _mean_of_known(values: np.ndarray) -> float:
     return float(known.mean()) if known.size else np.nan
 
 
-def step2_checkpoints(ds: xr.Dataset, run: str, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tokens, task loss, accuracy) of a run's checkpoints after the first ceil(10%) are dropped."""
+def step2_checkpoints(
+    ds: xr.Dataset, run: str, task: str, need_loss: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens, task loss, accuracy) of a run's checkpoints after the first ceil(10%) are dropped (none of one);
+    only those with an accuracy, and a task loss unless ``need_loss`` is False."""
     r = ds.sel(run=run, task=task)
     present = np.flatnonzero(r["tokens"].notnull().values)
-    kept = present[math.ceil(STEP2_DROP_FRACTION * len(present)) :]
+    kept = present[math.ceil(STEP2_DROP_FRACTION * len(present)) :] if len(present) > 1 else present
     loss = r["task_loss"].values[kept]
     acc = r["accuracy"].values[kept]
-    ok = ~(np.isnan(loss) | np.isnan(acc))
+    ok = ~(np.isnan(loss) & need_loss | np.isnan(acc))
     return r["tokens"].values[kept][ok], loss[ok], acc[ok]
+
+
+def final_only(ds: xr.Dataset, runs: list[str]) -> bool:
+    """Whether every run was evaluated once: step 2 then sees only the runs' final points."""
+    return bool((ds["tokens"].sel(run=runs).notnull().sum("checkpoint") <= 1).all())
 
 
 def trailing_moving_average(values: np.ndarray, window: int) -> np.ndarray:

@@ -121,8 +121,8 @@ def tiny_dataset(n_checkpoints: list[int]):
     )
 
 
-@pytest.mark.parametrize("n, dropped", [(1, 1), (9, 1), (10, 1), (11, 2), (20, 2), (30, 3), (37, 4), (163, 17)])
-def test_step2_drops_the_first_ceil_ten_percent(n, dropped):
+@pytest.mark.parametrize("n, dropped", [(1, 0), (2, 1), (9, 1), (10, 1), (11, 2), (20, 2), (30, 3), (37, 4), (163, 17)])
+def test_step2_drops_the_first_ceil_ten_percent_but_keeps_a_single_evaluation(n, dropped):
     tokens, loss, acc = ladder.step2_checkpoints(tiny_dataset([n]), f"r{n}", "t")
     np.testing.assert_array_equal(loss, 10 + np.arange(dropped, n))
     np.testing.assert_array_equal(tokens, np.arange(dropped + 1, n + 1) * 1e9)
@@ -200,14 +200,17 @@ def test_target_resolution(olmo_ladder_ds, olmo_data):
 # ---------------------------------------------------------------- what the method cannot fit is refused
 
 
-def test_a_final_only_ladder_is_refused_for_step_2(olmo_final_only_ds):
+def test_a_final_only_ladder_fits_step_2_on_the_runs_final_points(olmo_final_only_ds, olmo_ladder_ds):
     runs = ladder.select_runs(olmo_final_only_ds, ladder.resolve_selection("paper", None, None))
     assert len(runs) == 16 and olmo_final_only_ds.sizes["checkpoint"] == 1
-    with pytest.raises(BayesLadderError) as info:
-        baseline.fit(olmo_final_only_ds, runs, ["piqa", "mmlu"])
-    message = str(info.value)
-    assert "task 'piqa': step 2 has 0 checkpoints" in message and "task 'mmlu': step 2 has 0" in message
-    assert "one evaluation per run" in message and "\n" not in message
+    loss, acc = baseline.step2_points(olmo_final_only_ds, runs, "piqa")
+    finals = ladder.final_points(olmo_ladder_ds, runs).set_index(["run", "task"])
+    expected = [olmo_ladder_ds["accuracy"].sel(run=r, task="piqa").dropna("checkpoint").values[-1] for r in runs]
+    np.testing.assert_allclose(acc, expected)  # one point per run: its last evaluation
+    assert len(loss) == 16 and finals.loc[(runs[0], "piqa"), "task_loss"] > 0
+    fits = baseline.fit(olmo_final_only_ds, runs, ["piqa", "mmlu"])
+    prediction = baseline.predict(fits, 13.2e9, 5e12).set_index("task")
+    assert (0.3 < prediction["accuracy"]).all() and (prediction["accuracy"] < 0.99).all()  # no sigmoid on the anchor
 
 
 def test_step_1_on_fewer_runs_than_parameters_is_refused(olmo_ladder_ds):

@@ -53,20 +53,33 @@ DIAGNOSE_KEYS = [  # diagnose --json: every field of the diagnostics record
     "ppc_acc_coverage90",
     "failures",
 ]
-PREDICT_FLAGS = ["target", "n_factor", "d_factor", "far_outside_ladder", "diagnostics_ok"]
+PREDICT_FLAGS = [
+    "target",
+    "n_factor",
+    "d_factor",
+    "far_outside_ladder",
+    "diagnostics_ok",
+    "weight_two-step",
+    "weight_single-step",
+]
 BACKTEST_KEYS = ["run", "task", "actual_acc", "acc_median", "acc_q05", "acc_q95", "covered", "crps", "baseline_acc"]
 BACKTEST_FLAGS = ["n_factor", "d_factor", "far_outside_ladder", "diagnostics_ok"]
 SUMMARY_KEYS = [
     "run",
     "n",
     "mae",
+    "bias",
     "covered",
     "coverage",
-    "mean_crps",
     "mean_width",
+    "mean_crps",
     "baseline_mae",
     "max_rhat",
+    "divergences",
     "diagnostics_ok",
+    "failures",
+    "weight_two-step",
+    "weight_single-step",
 ]
 LOOSE = ("--max-rhat", 10, "--min-ess", 1, "--min-bfmi", 0)
 
@@ -108,9 +121,15 @@ def test_fit_with_tiny_draws_fails_diagnostics_loudly_but_writes_the_file(tiny_f
 
 def test_fit_file_is_a_datatree_with_config_hash_and_version(fit_file, olmo_ladder_ds):
     tree = xr.load_datatree(fit_file, engine="h5netcdf")
-    assert {"posterior", "sample_stats", "observed_data", "constant_data"} <= set(tree.children)
+    assert set(tree.children) == {"two-step", "single-step"}  # one group per design, both stacked
+    for design in tree.children.values():
+        assert {"posterior", "sample_stats", "observed_data", "constant_data"} <= set(design.children)
     attrs = tree.attrs
-    assert {"fit_config", "model_key", "data_hash", "bayesladder_version"} <= set(attrs)
+    assert {"fit_config", "model_key", "data_hash", "bayesladder_version", "calibration"} <= set(attrs)
+    calibration = json.loads(attrs["calibration"])
+    assert calibration["split"] == {"fitted": ["190M", "370M"], "held_out": ["760M", "1B"]}
+    assert sum(calibration["weights"].values()) == pytest.approx(1.0)
+    assert all(k >= 0 for k in calibration["kappa"].values())
     assert attrs["bayesladder_version"] == bayesladder.__version__
     assert attrs["data_hash"] == schema.content_hash(olmo_ladder_ds)
     config = json.loads(attrs["fit_config"])
@@ -119,13 +138,14 @@ def test_fit_file_is_a_datatree_with_config_hash_and_version(fit_file, olmo_ladd
     assert tuple(config["selection"]["sizes"]) == PRESETS["paper"].sizes
     key = json.loads(attrs["model_key"])
     assert key["tasks"] == TASKS and "priors" in key and "model" in key
-    posterior = tree["posterior"]
+    posterior = tree["two-step"]["posterior"]
     assert (posterior.sizes["chain"], posterior.sizes["draw"]) == (2, 100)
     assert list(posterior["task"].values) == TASKS
-    for name in ("alpha", "beta", "E", "floor", "ceiling", "k"):
+    for name in ("alpha", "beta", "E", "A", "B", "floor", "k", "trend", "level"):
         assert posterior[name].dims == ("chain", "draw", "task"), name
-    assert "diverging" in tree["sample_stats"]
-    assert set(tree["observed_data"].data_vars) == {"log_loss", "accuracy"}
+    assert list(tree["two-step"]["sample_stats"]["block"].values) == ["loss", "accuracy"]
+    assert "diverging" in tree["two-step"]["sample_stats"]
+    assert set(tree["two-step"]["observed_data"].data_vars) == {"log_loss", "accuracy"}
 
 
 def test_loaded_fit_round_trips_its_config(fit_file, loaded_fit):
@@ -192,13 +212,13 @@ def test_predict_a_ladder_run_with_its_dataset(fit_file, olmo_ladder_nc, olmo_la
 def test_predictive_draws_shapes_and_size_effects(loaded_fit):
     n_draws = 2 * 100
     kwargs = {"n_params": 1.2e9, "tokens": 2.4e10}
-    loss, acc = predictive_draws(loaded_fit.posterior, loaded_fit.constants, **kwargs)
+    loss, acc = predictive_draws(loaded_fit, **kwargs)
     assert loss.shape == acc.shape == (n_draws, len(TASKS))
     assert np.all(loss > 0) and np.all((acc >= 0) & (acc <= 1))
-    same = predictive_draws(loaded_fit.posterior, loaded_fit.constants, **kwargs)
+    same = predictive_draws(loaded_fit, **kwargs)
     np.testing.assert_array_equal(loss, same[0])  # seeded
     # a ladder size uses its learned size effect instead of a fresh draw
-    known, _ = predictive_draws(loaded_fit.posterior, loaded_fit.constants, size="1B", **kwargs)
+    known, _ = predictive_draws(loaded_fit, size="1B", **kwargs)
     assert not np.allclose(known, loss)
 
 
@@ -294,10 +314,10 @@ def test_diagnose_loosened_thresholds_pass_unless_the_sampler_diverged(fit_file,
 
 def test_diagnose_fails_on_a_divergence_whatever_the_loosened_thresholds(edited_fit):
     def diverge(tree):
-        stats = tree["sample_stats"].to_dataset()
+        stats = tree["single-step"]["sample_stats"].to_dataset()
         diverging = stats["diverging"].values.copy()
-        diverging[0, 0] = True
-        tree["sample_stats"] = xr.DataTree(stats.assign(diverging=(stats["diverging"].dims, diverging)))
+        diverging[0, 0, 0] = True
+        tree["single-step"]["sample_stats"] = xr.DataTree(stats.assign(diverging=(stats["diverging"].dims, diverging)))
 
     result = invoke("diagnose", "--fit", edited_fit(diverge), "--json", *LOOSE)
     assert result.exit_code == 2, (result.output, result.exception)
@@ -392,7 +412,7 @@ def test_backtest_json_shape_and_held_out_runs(tiny_backtest, olmo_ladder_ds):
     assert overall["diagnostics_ok"] is False and all(r["diagnostics_ok"] is False for r in rows)
     assert overall["max_rhat"] > 1.0
     assert "failed its diagnostics" in result.stderr
-    assert "s] fitting without size(s) 1B, then predicting their runs" in result.stderr  # a stage line
+    assert "s] fitting two-step on the full ladder" in result.stderr  # a stage line
 
 
 def test_backtest_text_tables_fit_80_columns(tiny_backtest, capsys):

@@ -37,7 +37,7 @@ def edited_fit(fit_file, tmp_path):
     "args, fragments",
     [
         (["fit", "--draws", "lots"], ["--draws", "integer", "bayesladder fit --help"]),
-        (["backtest"], ["Missing option '--holdout-size'"]),
+        (["variance"], ["Missing option '--run'"]),
         (["fitt"], ["No such command 'fitt'", "fit"]),
         (["fit", "--drawz", "3"], ["No such option: --drawz"]),
         (["import", "csv"], ["Missing argument"]),
@@ -70,10 +70,12 @@ def test_a_folder_given_as_a_file_says_it_is_a_folder(tmp_path):
 def test_fit_says_what_it_fitted_what_the_diagnostics_mean_and_what_to_run_next(tiny_fit, olmo_ladder_nc):
     path, result = tiny_fit
     err = result.stderr
-    assert f"fitting the two-step model to {olmo_ladder_nc}: 16 runs (sizes 190M, 370M, 760M, 1B;" in err
+    assert f"fitting two-step and single-step to {olmo_ladder_nc}: 16 runs (sizes 190M, 370M, 760M, 1B;" in err
     assert "lengths 1xC, 2xC, 5xC, 10xC) and 4 independent reruns of them" in err
-    assert f"2 tasks ({', '.join(FIT_TASKS)})" in err
-    assert "s] compiling the model, then sampling 2 chains x 100 draws" in err  # a stage line, stderr no terminal
+    assert f"2 tasks ({', '.join(FIT_TASKS)}); 2 chains x 100 draws" in err
+    assert "s] nested backtest: fitting two-step on sizes 190M, 370M" in err  # a stage line, stderr no terminal
+    assert "s] fitting single-step on the full ladder" in err
+    assert "designs stacked by the nested backtest (sizes 190M, 370M -> 760M, 1B): two-step" in err
     assert "s] checking the diagnostics" in err
     assert "DIAGNOSTICS FAILED" in err and "cannot be trusted" in err
     assert f"next: bayesladder predict --fit {path} --target 3B-10xC" in err  # the run furthest out

@@ -103,11 +103,10 @@ def test_report_headline_tables_are_readable(html_report):
 
 
 def test_report_explains_hyperparameters_and_reruns(html_report, loaded_fit):
-    from bayesladder.bayes.priors import merge
-    from bayesladder.report.hyperparameters import HYPERPARAMETERS
+    from bayesladder.bayes.priors import DESCRIPTIONS, merge
 
     shared = [n for n, p in merge(loaded_fit.config.priors).items() if not p.dims and n in loaded_fit.posterior]
-    assert shared and [n for n in shared if n not in HYPERPARAMETERS] == []  # a sentence for each panel
+    assert shared and [n for n in shared if n not in DESCRIPTIONS] == []  # a sentence for each panel
     page = html_report[0].read_text()
     provenance = dict((row[0], row[1]) for _, _, rows in _tables(page) for row in rows if len(row) == 2)
     assert "1B-1xC-rerun" in provenance["independent reruns fitted"]
@@ -289,6 +288,8 @@ SUBSET_RECORDS = [
         "mean_crps": 0.01,
         "baseline_mae": 0.03,
         "max_rhat": 1.0,
+        "divergences": 0,
+        "refit_ok": True,
         "n": 3,
     }
     for name, n, f, mae in (("full ladder", 12, 0.4, 0.02), ("drop largest size", 8, 0.13, 0.03))

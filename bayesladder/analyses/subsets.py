@@ -8,7 +8,8 @@ A subset is kept only when it leaves at least 2 sizes and 2 lengths, and each di
 Compute of a ladder: 6 N D summed over its runs (independent reruns included: they were trained too),
 D being each run's last checkpoint. It is reported as a fraction of the target's compute, the
 target being the held-out run with the most compute (6 N D of its last checkpoint). Each refit's
-largest R-hat is reported beside its scores (NaN with one chain): above 1.01, do not trust that row.
+largest R-hat and divergences are reported beside its scores, and refit_ok whether it passed its diagnostics: a
+failed refit's row is not to be trusted.
 """
 
 from __future__ import annotations
@@ -19,27 +20,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesladder.bayes.backtest import holdout_runs, score, summarise
+from bayesladder.bayes.backtest import holdout_runs, refit_checks, score, summarise
 from bayesladder.bayes.data import with_replicates
 from bayesladder.bayes.fit import FitConfig, fit
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import select_runs
 
-COLUMNS = [
-    "subset",
-    "sizes",
-    "lengths",
-    "n_runs",
-    "flops",
-    "flops_fraction",
-    "mae",
-    "coverage",
-    "mean_width",
-    "mean_crps",
-    "baseline_mae",
-    "max_rhat",
-    "n",
-]
+COLUMNS = ["subset", "sizes", "lengths", "n_runs", "flops", "flops_fraction", "mae", "coverage", "mean_width",
+           "mean_crps", "baseline_mae", "max_rhat", "divergences", "refit_ok", "n"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,14 +74,13 @@ def run_flops(ds: xr.Dataset, runs: list[str]) -> float:
 
 
 def run_subsets(
-    ds: xr.Dataset, config: FitConfig, holdout_sizes: list[str], names: list[str] | None = None, progress: bool = False
+    ds: xr.Dataset, config: FitConfig, holdout_sizes: list[str], names: list[str] | None = None, progress=None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit every subset (or those named), score each on the full ladder's held-out runs.
 
     Returns (summary: one row per subset with :data:`COLUMNS`, table: every held-out run x task x subset).
+    ``progress``: None, or a callable taking one line of text per subset.
     """
-    from bayesladder.analyses.designs import max_rhat
-
     subsets = ladder_subsets(ds, config, holdout_sizes)
     if names is not None:
         known = [s.name for s in subsets]
@@ -110,9 +97,12 @@ def run_subsets(
     for subset in subsets:
         sub_config = replace(config, selection=replace(config.selection, sizes=subset.sizes, lengths=subset.lengths))
         runs = with_replicates(ds, select_runs(ds, sub_config.selection))
-        fitted = fit(ds, sub_config, progress=progress)
+        if progress is not None:
+            progress(f"subset: {subset.name}")
+        fitted = fit(ds, sub_config)
         table = score(fitted, ds, targets, seed=config.seed)
         overall = summarise(table).iloc[-1]
+        checks = refit_checks(fitted)
         flops = run_flops(ds, runs)
         rows.append(
             dict(
@@ -127,7 +117,9 @@ def run_subsets(
                 mean_width=overall["mean_width"],
                 mean_crps=overall["mean_crps"],
                 baseline_mae=overall["baseline_mae"],
-                max_rhat=max_rhat(fitted.posterior),
+                max_rhat=checks["max_rhat"],
+                divergences=checks["divergences"],
+                refit_ok=checks["diagnostics_ok"],
                 n=int(overall["n"]),
             )
         )

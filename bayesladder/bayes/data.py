@@ -1,14 +1,16 @@
 """The numbers the Bayesian model sees, prepared from the ladder dataset.
 
 Step 1 sees one point per run (mean task loss of the last 5 checkpoints, D of the last), with N and
-D on a standardised log scale: x = ln(N / N_ref), y = ln(D / D_ref), the references being the
+D on a log scale centred on the ladder: x = ln(N / N_ref), y = ln(D / D_ref), the references being the
 geometric means of the ladder's N and final D. Independent reruns of a selected (size, length)
-enter as extra points at the same (N, D): they are what tells run-to-run noise apart.
+enter as extra points at the same (N, D): they are what tells run-to-run noise apart from a size's
+own deviation.
 
 Step 2 sees the checkpoints of the selected runs after the first ceil(10%) are dropped, averaged in
 non-overlapping blocks of 10 consecutive checkpoints (a run with fewer than 20 kept checkpoints
-keeps each of them). (A moving average, as in the paper, makes
-overlapping points that are not independent: treated as independent they make the fit overconfident.)
+keeps each of them; a final-only ladder gives one point per run). (A moving average, as in the paper,
+makes overlapping points that are not independent: treated as independent they make the fit
+overconfident.)
 
 Each task's losses are also scaled by constants of the data (``loss_scale``: the geometric mean of
 its step-1 losses; ``step2_center``/``step2_spread``: mean and SD of its step-2 losses), so that
@@ -17,13 +19,14 @@ every task's parameters live on the same O(1) scale.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
 from bayesladder.errors import BayesLadderError
-from bayesladder.ladder import FINAL_CHECKPOINTS, final_points, step2_checkpoints
+from bayesladder.ladder import FINAL_CHECKPOINTS, final_only, final_points, step2_checkpoints
 
 BLOCK = 10
 
@@ -31,7 +34,8 @@ BLOCK = 10
 @dataclass(frozen=True)
 class ModelData:
     tasks: list[str]
-    sizes: list[str]  # the ladder's size labels; index = size effect
+    sizes: list[str]  # the ladder's size labels in order of N; index = size effect
+    size_x: np.ndarray  # (size,) ln(N / N_ref) of each size
     chance: np.ndarray  # (task,)
     n_questions: np.ndarray  # (task,), inferred where the dataset does not know it
     log_n_ref: float
@@ -48,38 +52,94 @@ class ModelData:
     # step 2: one row per (block of checkpoints, task)
     s2_task: np.ndarray
     s2_size: np.ndarray
+    s2_y: np.ndarray  # mean ln(D / D_ref) of the block (its x is its size's)
     s2_loss: np.ndarray
     s2_acc: np.ndarray
     s2_count: np.ndarray  # checkpoints averaged into each point
     final_count: int  # checkpoints averaged into a run's final value (a target's measured accuracy)
+    final_only: bool  # every run evaluated once: step 2 fits the runs' final points
+
+    @property
+    def single_length(self) -> bool:
+        """Every run trained to the same D (within 1%): the ladder says nothing about how loss falls with D."""
+        return float(np.ptp(self.s1_y)) < 0.01
+
+    @property
+    def residual_basis(self) -> np.ndarray:
+        """(size x free) orthonormal basis of the size shifts that have no mean and no linear trend in x.
+
+        A size's step-2 residual is drawn in this space: its mean would duplicate the task's level and its trend
+        the task's trend, and with them the posterior had correlations of 0.85 that cost the sampler ~70 leapfrog
+        steps a draw. (Like a zero-sum constraint, for the trend as well; a ladder of 2 sizes has no residuals.)
+        """
+        design = np.column_stack([np.ones(len(self.sizes)), self.size_x])
+        u, singular, _ = np.linalg.svd(design, full_matrices=True)
+        rank = int((singular > 1e-9 * singular.max()).sum())
+        return u[:, rank:]
+
+    @property
+    def sizes_repeat(self) -> bool:
+        """Some size has several runs: only then can a size's own deviation be told apart from run noise."""
+        return bool(self.s1_membership.sum(axis=0).max() > 1)
+
+    @property
+    def s1_membership(self) -> np.ndarray:
+        """(step-1 points x groups) 0/1 matrix of the (size, task) group of each point."""
+        groups = self.s1_size * len(self.tasks) + self.s1_task
+        _, index = np.unique(groups, return_inverse=True)
+        out = np.zeros((len(groups), index.max() + 1))
+        out[np.arange(len(groups)), index] = 1.0
+        return out
+
+    @property
+    def s1_group_task(self) -> np.ndarray:
+        """Task index of each (size, task) group, in the order of :attr:`s1_membership`'s columns."""
+        return np.unique(self.s1_size * len(self.tasks) + self.s1_task) % len(self.tasks)
+
+    @property
+    def s1_group_size(self) -> np.ndarray:
+        return np.unique(self.s1_size * len(self.tasks) + self.s1_task) // len(self.tasks)
 
 
-def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> ModelData:
+def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str], need_loss: bool = True) -> ModelData:
+    """The model's numbers for ``tasks`` on ``runs`` (and their reruns). ``need_loss`` False: a design that fits
+    accuracy alone (single-step), on datasets with or without a task loss."""
     runs = with_replicates(ds, runs)
     finals = final_points(ds, runs)
-    finals = finals[finals["task"].isin(tasks) & finals["task_loss"].notna()]
-    primary = finals[finals["run"].isin(runs) & (finals["task"] == tasks[0])]
+    finals = finals[finals["task"].isin(tasks)]
+    without_loss = sorted(set(finals.loc[finals["task_loss"].isna(), "task"]))
+    if without_loss and need_loss:
+        raise BayesLadderError(
+            f"task(s) {', '.join(without_loss)} have no task loss at some run's final checkpoints, which the two-step "
+            "model needs; leave them out with --tasks, or use --design single-step (accuracy only)"
+        )
+    primary = finals[finals["task"] == tasks[0]]
     log_n_ref = float(np.log(primary["n_params"]).mean())
     log_d_ref = float(np.log(primary["tokens"]).mean())
-    sizes = sorted(set(finals["size"]), key=lambda s: float(finals.loc[finals["size"] == s, "n_params"].iloc[0]))
+    n_of_size = finals.groupby("size")["n_params"].first()
+    sizes = sorted(n_of_size.index, key=lambda s: float(n_of_size[s]))
     task_index = {t: i for i, t in enumerate(tasks)}
     size_of_run = {r: str(ds["size"].sel(run=r).values) for r in runs}
 
-    s2 = {"task": [], "size": [], "loss": [], "acc": [], "count": []}
+    s2 = {"task": [], "size": [], "y": [], "loss": [], "acc": [], "count": []}
     for run in runs:
         for task in tasks:
-            _, loss, acc = step2_checkpoints(ds, run, task)
+            tokens, loss, acc = step2_checkpoints(ds, run, task, need_loss)
             block = BLOCK if len(loss) >= 2 * BLOCK else 1  # sparsely evaluated runs keep every checkpoint
             n_blocks = len(loss) // block
             if n_blocks == 0:
                 continue
             # blocks end at the last checkpoint; a partial block at the start is dropped
             start = len(loss) - n_blocks * block
-            s2["loss"].append(loss[start:].reshape(n_blocks, block).mean(axis=1))
-            s2["acc"].append(acc[start:].reshape(n_blocks, block).mean(axis=1))
+            for name, values in (("loss", loss), ("acc", acc), ("y", np.log(tokens) - log_d_ref)):
+                s2[name].append(values[start:].reshape(n_blocks, block).mean(axis=1))
             s2["count"].append(np.full(n_blocks, block))
             s2["task"].append(np.full(n_blocks, task_index[task]))
             s2["size"].append(np.full(n_blocks, sizes.index(size_of_run[run])))
+    missing = [t for i, t in enumerate(tasks) if not any((part == i).any() for part in s2["task"])]
+    if missing:
+        needed = "both a task loss and an accuracy" if need_loss else "an accuracy"
+        raise BayesLadderError(f"task(s) {', '.join(missing)} have no checkpoint with {needed}")
 
     chance = ds["chance"].sel(task=tasks).values.astype(float)
     if np.isnan(chance).any():
@@ -92,16 +152,21 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> ModelData:
     s1_loss = finals["task_loss"].to_numpy()
     s2_task, s2_loss = np.concatenate(s2["task"]), np.concatenate(s2["loss"])
     per_task = range(len(tasks))
+    with warnings.catch_warnings():  # a task without any loss (single-step design): its loss constants are NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        loss_scale = np.array([np.exp(np.nanmean(np.log(s1_loss[s1_task == t]))) for t in per_task])
+        step2_center = np.array([np.nanmean(s2_loss[s2_task == t]) for t in per_task])
     return ModelData(
         tasks=list(tasks),
         sizes=sizes,
+        size_x=np.array([np.log(float(n_of_size[s])) for s in sizes]) - log_n_ref,
         chance=chance,
         n_questions=np.where(np.isnan(n_questions), infer_n_questions(ds, tasks), n_questions),
         log_n_ref=log_n_ref,
         log_d_ref=log_d_ref,
-        loss_scale=np.array([np.exp(np.log(s1_loss[s1_task == t]).mean()) for t in per_task]),
-        step2_center=np.array([s2_loss[s2_task == t].mean() for t in per_task]),
-        step2_spread=np.array([s2_loss[s2_task == t].std() for t in per_task]),
+        loss_scale=loss_scale,
+        step2_center=step2_center,
+        step2_spread=np.array([_spread(s2_loss[s2_task == t]) for t in per_task]),
         s1_task=s1_task,
         s1_size=finals["size"].map(sizes.index).to_numpy(),
         s1_x=np.log(finals["n_params"].to_numpy()) - log_n_ref,
@@ -109,11 +174,19 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> ModelData:
         s1_loss=s1_loss,
         s2_task=s2_task,
         s2_size=np.concatenate(s2["size"]),
+        s2_y=np.concatenate(s2["y"]),
         s2_loss=s2_loss,
         s2_acc=np.concatenate(s2["acc"]),
         s2_count=np.concatenate(s2["count"]),
         final_count=int(ds.attrs.get("final_checkpoints", FINAL_CHECKPOINTS)),
+        final_only=final_only(ds, runs),
     )
+
+
+def _spread(losses: np.ndarray) -> float:
+    """SD of a task's step-2 losses (1 when they do not vary, so that u = loss - centre)."""
+    sd = float(np.nanstd(losses))
+    return sd if sd > 0 else 1.0
 
 
 def with_replicates(ds: xr.Dataset, runs: list[str]) -> list[str]:

@@ -1,26 +1,30 @@
 """Diagnostics of a fit: convergence (R-hat, ESS, divergences, E-BFMI, tree depth), PSIS-LOO with
 Pareto k, and posterior predictive checks. Computes and returns; printing is the CLI's job.
+
+The pointwise log-likelihood and the replicated data come from the model's own formulas (``bayes.curves``),
+evaluated at every posterior draw: the same densities the PyMC model sampled (a test checks they agree).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
-import arviz as az
 import numpy as np
 import xarray as xr
-from scipy import stats
-from scipy.special import expit
 
+from bayesladder.bayes import curves
 from bayesladder.bayes.fit import LadderFit
-from bayesladder.bayes.model import LOSS_NU, accuracy_curve, measurement_sd, numpy_softplus, relative_loss
+from bayesladder.bayes.predict import Draws, power_law_terms
 
 # Structural standard-normal variables (non-centred offsets) carry no information of their own.
-SKIPPED = ("alpha_z", "beta_z", "loss_size_z")
+SKIPPED = ("alpha_z", "beta_z")
 
 
 @dataclass(frozen=True)
 class Thresholds:
+    """What a fit must reach to pass (defined once: the CLI, the report and the benchmarks use these)."""
+
     max_rhat: float = 1.01
     min_ess: float = 400.0
     max_divergences: int = 0
@@ -50,45 +54,69 @@ class Diagnostics:
         return out
 
 
-def diagnose(fit: LadderFit, thresholds: Thresholds = Thresholds()) -> Diagnostics:
-    posterior = fit.tree["posterior"].to_dataset()
-    names = [v for v in posterior.data_vars if v not in SKIPPED]
-    rhat = _max(az.rhat(posterior, var_names=names))
-    ess_bulk = _min(az.ess(posterior, var_names=names, method="bulk"))
-    ess_tail = _min(az.ess(posterior, var_names=names, method="tail"))
-    stats_ = fit.tree["sample_stats"].to_dataset()
-    divergences = int(stats_["diverging"].sum())
-    bfmi = float(az.bfmi(fit.tree)["energy"].min())
-    saturated = int(stats_["maxdepth_reached"].sum()) if "maxdepth_reached" in stats_ else 0
-    depth = float(stats_["depth"].mean()) if "depth" in stats_ else float("nan")
+def convergence(design) -> dict:
+    """Sampler checks of one fitted design (a ``DesignFit``): max R-hat, min bulk and tail ESS over every
+    parameter, divergences, min E-BFMI, draws at the maximum tree depth, mean tree depth."""
+    import arviz as az
 
-    log_lik, replicated = pointwise(fit)
-    loo = az.loo(_with_log_likelihood(fit.tree, log_lik), pointwise=True)
-    pareto_k = float(np.nanmax(np.asarray(loo.pareto_k)))
-    observed = fit.tree["observed_data"].to_dataset()
-    coverage = {name: _coverage90(replicated[name], observed[name].values) for name in ("log_loss", "accuracy")}
-
-    failures = []
-    if not rhat <= thresholds.max_rhat:
-        failures.append(f"R-hat {rhat:.3f} > {thresholds.max_rhat}")
-    if not min(ess_bulk, ess_tail) >= thresholds.min_ess:
-        failures.append(f"ESS {min(ess_bulk, ess_tail):.0f} < {thresholds.min_ess:.0f}")
-    if divergences > thresholds.max_divergences:
-        failures.append(f"{divergences} divergent transitions")
-    if not bfmi >= thresholds.min_bfmi:
-        failures.append(f"E-BFMI {bfmi:.2f} < {thresholds.min_bfmi}")
-    if saturated:
-        failures.append(f"{saturated} draws hit the maximum tree depth")
-    return Diagnostics(
-        ok=not failures,
+    posterior, stats = design.posterior, design.sample_stats
+    names = [v for v in posterior.data_vars if v not in SKIPPED and float(posterior[v].std()) > 0]
+    with warnings.catch_warnings():  # constant entries (e.g. a ladder of 2 sizes has no size residuals)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat = _max(az.rhat(posterior[names]))
+        ess_bulk = _min(az.ess(posterior[names], method="bulk"))
+        ess_tail = _min(az.ess(posterior[names], method="tail"))
+    return dict(
         max_rhat=rhat,
         min_ess_bulk=ess_bulk,
         min_ess_tail=ess_tail,
-        divergences=divergences,
-        min_bfmi=bfmi,
-        max_pareto_k=pareto_k,
-        tree_depth_saturated=saturated,
-        mean_tree_depth=depth,
+        divergences=int(stats["diverging"].sum()),
+        min_bfmi=min_bfmi(stats["energy"]),
+        tree_depth_saturated=int(stats["maxdepth_reached"].sum()),
+        mean_tree_depth=float(stats["depth"].mean()),
+    )
+
+
+def diagnose(fit: LadderFit, thresholds: Thresholds | None = None) -> Diagnostics:
+    """Every fitted design's sampler checks (the worst over designs decides), and the primary design's PSIS-LOO
+    and posterior predictive checks."""
+    import arviz as az
+
+    thresholds = thresholds or Thresholds()
+    checks_ = [convergence(design) for design in fit.designs.values()]
+    worst = {
+        "max_rhat": max(c["max_rhat"] for c in checks_),
+        "min_ess_bulk": min(c["min_ess_bulk"] for c in checks_),
+        "min_ess_tail": min(c["min_ess_tail"] for c in checks_),
+        "divergences": sum(c["divergences"] for c in checks_),
+        "min_bfmi": min(c["min_bfmi"] for c in checks_),
+        "tree_depth_saturated": sum(c["tree_depth_saturated"] for c in checks_),
+        "mean_tree_depth": float(np.mean([c["mean_tree_depth"] for c in checks_])),
+    }
+    log_lik, replicated = pointwise(fit.primary)
+    with warnings.catch_warnings():  # PSIS warns of high Pareto k; the diagnostics report it
+        warnings.simplefilter("ignore")
+        loo = az.loo(_with_log_likelihood(fit.primary.tree, log_lik), pointwise=True)
+    observed = fit.primary.tree["observed_data"].to_dataset()
+    coverage = {name: _coverage90(replicated[name], observed[name].values) if name in replicated else float("nan")
+                for name in ("log_loss", "accuracy")}  # fmt: skip
+
+    failures = []
+    rhat, ess = worst["max_rhat"], min(worst["min_ess_bulk"], worst["min_ess_tail"])
+    if not rhat <= thresholds.max_rhat:
+        failures.append(f"R-hat {rhat:.3f} > {thresholds.max_rhat}")
+    if not ess >= thresholds.min_ess:
+        failures.append(f"ESS {ess:.0f} < {thresholds.min_ess:.0f}")
+    if worst["divergences"] > thresholds.max_divergences:
+        failures.append(f"{worst['divergences']} divergent transitions")
+    if not worst["min_bfmi"] >= thresholds.min_bfmi:
+        failures.append(f"E-BFMI {worst['min_bfmi']:.2f} < {thresholds.min_bfmi}")
+    if worst["tree_depth_saturated"]:
+        failures.append(f"{worst['tree_depth_saturated']} draws hit the maximum tree depth")
+    return Diagnostics(
+        ok=not failures,
+        **worst,
+        max_pareto_k=float(np.nanmax(np.asarray(loo.pareto_k))),
         elpd_loo=float(loo.elpd),
         ppc_loss_coverage90=coverage["log_loss"],
         ppc_acc_coverage90=coverage["accuracy"],
@@ -96,59 +124,77 @@ def diagnose(fit: LadderFit, thresholds: Thresholds = Thresholds()) -> Diagnosti
     )
 
 
-def pointwise(fit: LadderFit, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per-draw log-likelihood and replicated data of every observation, shape (chain, draw, point)."""
-    post, const = fit.tree["posterior"].to_dataset(), fit.tree["constant_data"].to_dataset()
-    obs = fit.tree["observed_data"].to_dataset()
+def min_bfmi(energy: xr.DataArray) -> float:
+    """Smallest E-BFMI over chains (and sampled blocks): mean squared energy change over the energy's variance."""
+    values = energy.transpose(..., "draw").values
+    values = values.reshape(-1, values.shape[-1])
+    return float(np.min(np.mean(np.diff(values, axis=1) ** 2, axis=1) / np.var(values, axis=1)))
+
+
+def pointwise(fitted, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per-draw log-likelihood and replicated data of every observation of one fitted design (a ``DesignFit``),
+    shape (chain, draw, point): the loss points' densities are leave-one-out conditionals within their (size,
+    task) group (curves.grouped_normal_loo_logp)."""
+    data, design, posterior = fitted.data, fitted.design, fitted.posterior
+    draws = Draws(posterior)
     rng = np.random.default_rng(seed)
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+    log_lik, replicated = {}, {}
+    if design != "single-step":
+        t = data.s1_task
+        x, y = (data.s1_x + data.s1_y, 0.0) if design == "flops-step1" else (data.s1_x, data.s1_y)
+        terms = [v[:, t] if np.ndim(v) else v for v in power_law_terms(draws)]
+        mean = np.log(data.loss_scale[t] * curves.relative_loss(x, y, *terms, curves.NUMPY_OPS))
+        residual = np.log(data.s1_loss) - mean
+        membership = data.s1_membership
+        noise_var = draws["loss_noise"][:, data.s1_group_task] ** 2
+        size_var = draws["loss_size_scale"] ** 2 if data.sizes_repeat else 0.0
+        log_lik["log_loss"] = curves.grouped_normal_loo_logp(residual, membership, noise_var, size_var)
+        effect_mean, effect_var = curves.size_effect_given_residuals(
+            residual @ membership, membership.sum(axis=0), noise_var, size_var
+        )
+        effect = effect_mean + np.sqrt(effect_var) * rng.standard_normal(effect_mean.shape)
+        group = membership.argmax(axis=1)
+        noise_sd = draws["loss_noise"][:, t]
+        replicated["log_loss"] = mean + effect[:, group] + noise_sd * rng.standard_normal(mean.shape)
+    acc = _accuracy_means(draws, data, design)
+    sd = curves.accuracy_sd(acc, data.n_questions[data.s2_task] * data.s2_count, draws["acc_jitter"][:, data.s2_task],
+                            curves.NUMPY_OPS)  # fmt: skip
+    log_lik["accuracy"] = curves.normal_logp(data.s2_acc, acc, sd, curves.NUMPY_OPS)
+    replicated["accuracy"] = acc + sd * rng.standard_normal(acc.shape)
+    reshape = {name: v.reshape(*shape, -1) for name, v in log_lik.items()}
+    return reshape, {name: v.reshape(*shape, -1) for name, v in replicated.items()}
 
-    def at(name, index_task, index_size=None):
-        values = post[name].values  # (chain, draw, task) or (chain, draw, size, task)
-        return values[..., index_size, index_task] if index_size is not None else values[..., index_task]
 
-    t1, s1 = const["loss_task"].values, const["loss_size"].values
-    curve = relative_loss(
-        const["loss_x"].values,
-        const["loss_y"].values,
-        *(at(n, t1) for n in ("centre_loss", "slope_n", "slope_d", "alpha", "beta")),
-        np.exp,
-        numpy_softplus,
-    )
-    mu = np.log(const["loss_scale"].values[t1] * curve) + at("loss_size_effect", t1, s1)
-    sigma = at("loss_noise", t1)
-    ll_loss = stats.t.logpdf(obs["log_loss"].values, LOSS_NU, loc=mu, scale=sigma)
-    rep_loss = mu + sigma * rng.standard_t(LOSS_NU, mu.shape)
-
-    t2, s2 = const["acc_task"].values, const["acc_size"].values
-    u = (const["acc_loss"].values - const["step2_center"].values[t2]) / const["step2_spread"].values[t2]
-    acc = accuracy_curve(
-        u, at("floor", t2), at("ceiling", t2), at("k", t2), at("midpoint", t2), at("acc_size_effect", t2, s2), expit
-    )
-    evaluations = const["n_questions"].values[t2] * const["acc_count"].values
-    sd = measurement_sd(acc, evaluations, at("acc_jitter", t2), np.sqrt)
-    ll_acc = stats.norm.logpdf(obs["accuracy"].values, loc=acc, scale=sd)
-    rep_acc = acc + sd * rng.standard_normal(acc.shape)
-    return {"log_loss": ll_loss, "accuracy": ll_acc}, {"log_loss": rep_loss, "accuracy": rep_acc}
+def _accuracy_means(draws: Draws, data, design: str) -> np.ndarray:
+    """The fitted mean accuracy of every step-2 observation, (samples, points)."""
+    t, s = data.s2_task, data.s2_size
+    residual = draws.posterior["size_residual"].values[:, s, t]
+    if design == "single-step":
+        shift = residual
+        return curves.direct_accuracy(
+            data.size_x[s], data.s2_y, draws["floor"][:, t], draws["midpoint"][:, t], draws["direct_a"][:, t],
+            draws["direct_b"][:, t], draws["alpha"][:, t], draws["beta"][:, t], shift, curves.NUMPY_OPS,
+        )  # fmt: skip
+    shift = curves.size_shift(draws["trend"][:, t], data.size_x[s], residual)
+    u = (data.s2_loss - data.step2_center[t]) / data.step2_spread[t]
+    return curves.accuracy(u, draws["floor"][:, t], draws["k"][:, t], draws["midpoint"][:, t], shift, curves.NUMPY_OPS)
 
 
 def posterior_predictive(fit: LadderFit) -> xr.DataTree:
-    """The fit's tree with a posterior_predictive group (replicated observations), for PPC plots."""
-    _, replicated = pointwise(fit)
-    tree = fit.tree.copy()
+    """The primary design's tree with a posterior_predictive group (replicated observations), for PPC plots."""
+    _, replicated = pointwise(fit.primary)
+    dims = {"log_loss": "loss_point", "accuracy": "acc_point"}
+    tree = fit.primary.tree.copy()
     tree["posterior_predictive"] = xr.DataTree(
-        xr.Dataset(
-            {
-                name: (("chain", "draw", dim), replicated[name])
-                for name, dim in (("log_loss", "loss_point"), ("accuracy", "acc_point"))
-            }
-        )
+        xr.Dataset({name: (("chain", "draw", dims[name]), values) for name, values in replicated.items()})
     )
     return tree
 
 
 def _with_log_likelihood(tree: xr.DataTree, log_lik: dict[str, np.ndarray]) -> xr.DataTree:
     """One log-likelihood variable over all observations (step 1 and step 2 points together)."""
-    joined = np.concatenate([log_lik["log_loss"], log_lik["accuracy"]], axis=-1)
+    joined = np.concatenate(list(log_lik.values()), axis=-1)
     out = tree.copy()
     out["log_likelihood"] = xr.DataTree(xr.Dataset({"obs": (("chain", "draw", "point"), joined)}))
     return out

@@ -1,8 +1,18 @@
-"""Fitting the model, and the fit as a file: an ArviZ DataTree in netCDF with its config in attrs.
+"""Fitting a design, and the fit as a file: an ArviZ DataTree in netCDF with its config in attrs.
 
-A saved fit holds the posterior, the sampler statistics, the data the model saw (observed_data and
-constant_data) and, in attrs, the model configuration, the dataset's content hash and the package
-version. Loading refuses a fit whose configuration or dataset differs from what the caller expects.
+A design's blocks share no parameter (``bayes.model``), so each is sampled on its own with nutpie, on every
+core, with the mass-matrix adaptation its geometry needs: the small step-1 blocks have a few strongly
+correlated parameters (E, A and alpha of a task), which a low-rank mass matrix captures (15 leapfrog steps a
+draw, no divergences; a diagonal one took 29 and diverged); the step-2 blocks have many weakly correlated
+ones (a shift per size and task), where nutpie's low-rank adaptation costs more than it saves and a diagonal
+mass matrix estimated from the draws mixed best (R-hat <= 1.01 on the Gemstones ladder where the default
+gradient-based one reached 1.03). The blocks' draws are then paired chain by chain and draw by draw: they are
+independent, so every pairing is a draw from the joint posterior.
+
+A saved fit holds the posterior, the sampler statistics (with a ``block`` dimension), the data the model saw
+(observed_data, constant_data) and, in attrs, the configuration, the dataset's content hash and path, the
+package version and the diagnostics record. Loading refuses a fit whose configuration or dataset differs
+from what the caller expects.
 """
 
 from __future__ import annotations
@@ -19,17 +29,28 @@ import xarray as xr
 from bayesladder import __version__, schema
 from bayesladder.bayes.data import ModelData, prepare
 from bayesladder.bayes.priors import Prior, merge, to_json
+from bayesladder.bayes.stacking import Calibration, calibrate
 from bayesladder.errors import BayesLadderError
-from bayesladder.ladder import LadderSelection, select_runs
+from bayesladder.ladder import LadderSelection, check_tasks, select_runs
 
-MODEL_VERSION = "two-step-v1"
-CONSTANT_FIELDS = ("chance", "n_questions", "loss_scale", "step2_center", "step2_spread")
+MODEL_VERSION = "bayesladder-v2"
+DESIGNS: dict[str, tuple[str, ...]] = {
+    "two-step": ("loss", "accuracy"),
+    "flops-step1": ("loss_flops", "accuracy"),
+    "single-step": ("direct",),
+}
+ADAPTATION = {"loss": "low_rank", "loss_flops": "low_rank", "accuracy": "draw_diag", "direct": "draw_diag"}
+SAMPLE_STATS = ("diverging", "energy", "depth", "maxdepth_reached", "n_steps", "step_size")
 
 
 @dataclass(frozen=True)
 class FitConfig:
+    """What to fit and how to sample it. Sampler arguments are checked here; tasks and the ladder selection
+    against a dataset by :meth:`check`."""
+
     tasks: tuple[str, ...]
     selection: LadderSelection
+    designs: tuple[str, ...] = ("two-step", "single-step")
     chains: int = 4
     draws: int = 1000
     tune: int = 1000
@@ -37,11 +58,35 @@ class FitConfig:
     target_accept: float = 0.9
     priors: dict[str, Prior] = field(default_factory=dict)
 
+    def __post_init__(self):
+        problems = []
+        unknown = [d for d in self.designs if d not in DESIGNS]
+        if unknown or not self.designs or len(set(self.designs)) < len(self.designs):
+            problems.append(
+                f"designs must be distinct names among {', '.join(DESIGNS)} (got {', '.join(self.designs)})"
+            )
+        for name in ("chains", "draws"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                problems.append(f"{name} must be a whole number >= 1 (got {getattr(self, name)!r})")
+        if not (isinstance(self.tune, int) and self.tune >= 0):
+            problems.append(f"tune must be a whole number >= 0 (got {self.tune!r})")
+        if not 0 < self.target_accept < 1:
+            problems.append(f"target_accept must lie strictly between 0 and 1 (got {self.target_accept!r})")
+        merge(self.priors)  # unknown prior names are an error of their own
+        if problems:
+            raise BayesLadderError("bad fit configuration: " + "; ".join(problems))
+
+    def check(self, ds: xr.Dataset) -> list[str]:
+        """The runs this config fits in ``ds``; unknown tasks, sizes or lengths are one error listing them."""
+        check_tasks(ds, self.tasks)
+        return select_runs(ds, self.selection)
+
     def model_key(self) -> str:
         """What makes two fits the same model (sampler settings aside)."""
         return json.dumps(
             {
                 "model": MODEL_VERSION,
+                "designs": list(self.designs),
                 "tasks": list(self.tasks),
                 "selection": asdict(self.selection),
                 "priors": json.loads(to_json(merge(self.priors))),
@@ -51,40 +96,79 @@ class FitConfig:
 
 
 @dataclass
-class LadderFit:
-    """A fitted posterior with what made it: config, the dataset's content hash and path, its diagnostics.
+class DesignFit:
+    """One design's posterior, sampler statistics and the data it saw (a group of the fit file)."""
 
-    ``diagnostics`` is the record of :func:`bayesladder.bayes.diagnostics.diagnose` (``ok``, ``failures``,
-    ...) once the fit was checked, so that every command showing this fit's numbers can say whether to
-    trust them without recomputing it.
-    """
-
+    design: str
     tree: xr.DataTree
-    config: FitConfig
-    data_hash: str
-    seconds: float = float("nan")
-    dataset_path: str = ""
-    diagnostics: dict | None = None
 
     @property
     def posterior(self) -> xr.Dataset:
         return self.tree["posterior"].to_dataset()
 
     @property
+    def sample_stats(self) -> xr.Dataset:
+        return self.tree["sample_stats"].to_dataset()
+
+    @property
     def constants(self) -> xr.Dataset:
         return self.tree["constant_data"].to_dataset()
 
     @property
+    def data(self) -> ModelData:
+        """The numbers the model saw, as :func:`bayesladder.bayes.data.prepare` made them."""
+        return model_data(self.constants)
+
+
+@dataclass
+class LadderFit:
+    """The fitted designs with what made them: config, the nested backtest's calibration (stacking weights and
+    discrepancy scales, ``bayes.stacking``), the dataset's content hash and path, and the diagnostics.
+
+    ``diagnostics`` is the record of :func:`bayesladder.bayes.diagnostics.diagnose` (``ok``, ``failures``,
+    ...) once the fit was checked, so that every command showing this fit's numbers can say whether to
+    trust them without recomputing it.
+    """
+
+    tree: xr.DataTree  # one child per fitted design
+    config: FitConfig
+    data_hash: str
+    calibration: Calibration
+    seconds: float = float("nan")
+    dataset_path: str = ""
+    diagnostics: dict | None = None
+
+    @property
+    def designs(self) -> dict[str, DesignFit]:
+        """The designs fitted on the full ladder, in the config's order."""
+        return {d: DesignFit(d, self.tree[d]) for d in self.config.designs if d in self.tree.children}
+
+    @property
+    def primary(self) -> DesignFit:
+        """The design whose curves the report draws: two-step when fitted (it has both steps), else the first."""
+        designs = self.designs
+        return designs.get("two-step", next(iter(designs.values())))
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self.primary.posterior
+
+    @property
+    def constants(self) -> xr.Dataset:
+        return self.primary.constants
+
+    @property
+    def data(self) -> ModelData:
+        return self.primary.data
+
+    @property
     def sizes(self) -> list[str]:
-        return [str(s) for s in self.tree["posterior"]["size"].values]
+        return self.data.sizes
 
     def largest_rung(self) -> tuple[float, float]:
         """(largest N, largest final D) among the runs the fit saw."""
-        const = self.constants
-        return (
-            float(np.exp(const["loss_x"].values.max() + const.attrs["log_n_ref"])),
-            float(np.exp(const["loss_y"].values.max() + const.attrs["log_d_ref"])),
-        )
+        data = self.data
+        return float(np.exp(data.s1_x.max() + data.log_n_ref)), float(np.exp(data.s1_y.max() + data.log_d_ref))
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -96,6 +180,7 @@ class LadderFit:
             data_hash=self.data_hash,
             fit_seconds=self.seconds,
             dataset_path=self.dataset_path,
+            calibration=json.dumps(self.calibration.record()),
         )
         if self.diagnostics is not None:
             tree.attrs["diagnostics"] = json.dumps(self.diagnostics)
@@ -115,20 +200,25 @@ class LadderFit:
             raise BayesLadderError(f"{path}: no such fit file; make one with 'bayesladder fit -o {path.name}'")
         try:
             tree = xr.load_datatree(path, engine="h5netcdf")
-            config = _config_from_json(tree.attrs["fit_config"])
             stored_key, data_hash = tree.attrs["model_key"], tree.attrs["data_hash"]
+            if _model_name(stored_key) != MODEL_VERSION:
+                raise BayesLadderError(
+                    f"{path}: made by another model version ({_model_name(stored_key)}; this package fits "
+                    f"{MODEL_VERSION}); refit it with 'bayesladder fit'"
+                )
+            config = _config_from_json(tree.attrs["fit_config"])
         except (OSError, ValueError, KeyError, TypeError) as exc:  # not netCDF, or not one of ours
             raise BayesLadderError(
                 f"{path}: not a bayesladder fit file ({type(exc).__name__}); make one with 'bayesladder fit'"
             ) from None
         if stored_key != config.model_key():
             raise BayesLadderError(
-                f"{path}: made by a different model version or configuration ({_model_name(stored_key)}, this "
-                f"package fits {MODEL_VERSION} with its current priors); refit it with 'bayesladder fit'"
+                f"{path}: made with other priors or settings than this package version reads; refit it with "
+                "'bayesladder fit'"
             )
         if expect is not None and expect.model_key() != stored_key:
             raise BayesLadderError(
-                f"{path}: was fitted with a different configuration (tasks, ladder or priors); refit it"
+                f"{path}: was fitted with a different configuration (design, tasks, ladder or priors); refit it"
             )
         if dataset is not None and schema.content_hash(dataset) != data_hash:
             raise BayesLadderError(
@@ -139,42 +229,71 @@ class LadderFit:
             tree=tree,
             config=config,
             data_hash=data_hash,
+            calibration=Calibration.from_record(json.loads(tree.attrs["calibration"])),
             seconds=float(tree.attrs.get("fit_seconds", np.nan)),
             dataset_path=str(tree.attrs.get("dataset_path", "")),
             diagnostics=diagnostics,
         )
 
 
-def fit(ds: xr.Dataset, config: FitConfig, progress: bool = False) -> LadderFit:
-    """Prepare the data, build the model, sample it with nutpie on every available core."""
+def fit(ds: xr.Dataset, config: FitConfig, progress=None) -> LadderFit:
+    """The nested backtest (stacking weights, discrepancy scales; ``bayes.stacking``), then every design fitted
+    on the full ladder. ``progress``: None, or a callable taking one line of text per stage."""
+    start = time.perf_counter()
+    config.check(ds)
+    calibration = calibrate(ds, config, progress)
+    tree = xr.DataTree()
+    for design in config.designs:
+        if progress is not None:
+            progress(f"fitting {design} on the full ladder ({config.chains} chains x {config.draws} draws)")
+        tree[design] = fit_design(ds, config, design).tree
+    return LadderFit(
+        tree=tree,
+        config=config,
+        data_hash=schema.content_hash(ds),
+        calibration=calibration,
+        seconds=time.perf_counter() - start,
+        dataset_path=str(ds.encoding.get("source", "")),
+    )
+
+
+def fit_design(ds: xr.Dataset, config: FitConfig, design: str) -> DesignFit:
+    """One design on the config's ladder: each of its blocks sampled on its own, their draws paired."""
+    runs = config.check(ds)
+    data = prepare(ds, runs, list(config.tasks), need_loss=design != "single-step")
+    posteriors, stats = [], []
+    for block in DESIGNS[design]:
+        tree = sample_block(data, block, config)
+        posteriors.append(tree["posterior"].to_dataset())
+        stats.append(tree["sample_stats"].to_dataset()[list(SAMPLE_STATS)].expand_dims(block=[block]))
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": xr.merge(posteriors, compat="override", join="exact"),
+            "sample_stats": xr.concat(stats, dim="block"),
+            "observed_data": observed_data(data),
+            "constant_data": constant_data(data),
+        }
+    )
+    return DesignFit(design, tree)
+
+
+def sample_block(data: ModelData, block: str, config: FitConfig) -> xr.DataTree:
     import nutpie
 
     from bayesladder.bayes.model import build_model
 
-    start = time.perf_counter()
-    runs = select_runs(ds, config.selection)
-    data = prepare(ds, runs, list(config.tasks))
-    model = build_model(data, config.priors)
-    compiled = nutpie.compile_pymc_model(model)
-    tree = nutpie.sample(
+    compiled = nutpie.compile_pymc_model(build_model(data, config.priors, blocks=(block,)))
+    return nutpie.sample(
         compiled,
         chains=config.chains,
         draws=config.draws,
         tune=config.tune,
         cores=available_cores(),
         seed=config.seed,
-        progress_bar=progress,
+        progress_bar=False,
         save_warmup=False,
         target_accept=config.target_accept,
-    )
-    tree["observed_data"] = xr.DataTree(observed_data(data))
-    tree["constant_data"] = xr.DataTree(constant_data(data))
-    return LadderFit(
-        tree=tree,
-        config=config,
-        data_hash=schema.content_hash(ds),
-        seconds=time.perf_counter() - start,
-        dataset_path=str(ds.encoding.get("source", "")),
+        adaptation=ADAPTATION[block],
     )
 
 
@@ -186,30 +305,43 @@ def available_cores() -> int:
 
 
 def observed_data(data: ModelData) -> xr.Dataset:
-    return xr.Dataset(
-        {
-            "log_loss": ("loss_point", np.log(data.s1_loss)),
-            "accuracy": ("acc_point", data.s2_acc),
-        }
-    )
+    return xr.Dataset({"log_loss": ("loss_point", np.log(data.s1_loss)), "accuracy": ("acc_point", data.s2_acc)})
+
+
+POINT_FIELDS = {
+    "loss_point": ("s1_task", "s1_size", "s1_x", "s1_y", "s1_loss"),
+    "acc_point": ("s2_task", "s2_size", "s2_y", "s2_loss", "s2_acc", "s2_count"),
+}
+TASK_FIELDS = ("chance", "n_questions", "loss_scale", "step2_center", "step2_spread")
 
 
 def constant_data(data: ModelData) -> xr.Dataset:
-    """Everything needed to recompute the curves and likelihood from the posterior alone."""
-    return xr.Dataset(
-        {
-            **{name: ("task", getattr(data, name)) for name in CONSTANT_FIELDS},
-            "loss_task": ("loss_point", data.s1_task),
-            "loss_size": ("loss_point", data.s1_size),
-            "loss_x": ("loss_point", data.s1_x),
-            "loss_y": ("loss_point", data.s1_y),
-            "acc_task": ("acc_point", data.s2_task),
-            "acc_size": ("acc_point", data.s2_size),
-            "acc_loss": ("acc_point", data.s2_loss),
-            "acc_count": ("acc_point", data.s2_count),
-        },
-        coords={"task": data.tasks, "size": data.sizes},
-        attrs={"log_n_ref": data.log_n_ref, "log_d_ref": data.log_d_ref, "final_count": data.final_count},
+    """Every number of :class:`ModelData`, so that a saved fit recomputes curves, likelihoods and predictions."""
+    variables = {name: (dim, getattr(data, name)) for dim, names in POINT_FIELDS.items() for name in names}
+    variables |= {name: ("task", getattr(data, name)) for name in TASK_FIELDS}
+    variables["size_x"] = ("size", data.size_x)
+    attrs = {
+        "log_n_ref": data.log_n_ref,
+        "log_d_ref": data.log_d_ref,
+        "final_count": data.final_count,
+        "final_only": int(data.final_only),
+    }
+    return xr.Dataset(variables, coords={"task": data.tasks, "size": data.sizes}, attrs=attrs)
+
+
+def model_data(constants: xr.Dataset) -> ModelData:
+    """The inverse of :func:`constant_data`."""
+    values = {name: constants[name].values for names in POINT_FIELDS.values() for name in names}
+    values |= {name: constants[name].values for name in (*TASK_FIELDS, "size_x")}
+    attrs = constants.attrs
+    return ModelData(
+        tasks=[str(t) for t in constants["task"].values],
+        sizes=[str(s) for s in constants["size"].values],
+        log_n_ref=float(attrs["log_n_ref"]),
+        log_d_ref=float(attrs["log_d_ref"]),
+        final_count=int(attrs["final_count"]),
+        final_only=bool(attrs["final_only"]),
+        **values,
     )
 
 
@@ -221,16 +353,12 @@ def _config_json(config: FitConfig) -> str:
 
 def _config_from_json(text: str) -> FitConfig:
     raw = json.loads(text)
-    selection = raw["selection"]
+    selection = raw.pop("selection")
+    priors = raw.pop("priors")
     return FitConfig(
-        tasks=tuple(raw["tasks"]),
+        **{**raw, "tasks": tuple(raw["tasks"]), "designs": tuple(raw["designs"])},
         selection=LadderSelection(**{k: tuple(v) if v is not None else None for k, v in selection.items()}),
-        chains=raw["chains"],
-        draws=raw["draws"],
-        tune=raw["tune"],
-        seed=raw["seed"],
-        target_accept=raw.get("target_accept", 0.9),
-        priors={name: Prior(p["dist"], p["params"], tuple(p["dims"])) for name, p in raw["priors"].items()},
+        priors={name: Prior(p["dist"], p["params"], tuple(p["dims"])) for name, p in priors.items()},
     )
 
 

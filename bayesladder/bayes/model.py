@@ -1,25 +1,19 @@
-"""The joint two-step model over all tasks, built by one pure function from data and priors.
+"""The PyMC model of every design, built by one pure function from data and priors.
 
-Step 1 (task loss, one point per run; l = L / loss_scale, x and y standardised log N and log D):
-    l = E + A exp(-alpha x) + B exp(-beta y)
-    ln L_obs ~ StudentT(4, ln(loss_scale l) + delta[size], loss_noise)
-Step 2 (accuracy, blocks of checkpoints; u = standardised task loss):
-    p = floor + (ceiling - floor) * sigmoid(midpoint - k u + eta[size])
-    acc_obs ~ Normal(p, sqrt(p (1 - p) / (n m) + acc_jitter^2))   (m checkpoints averaged per point)
+A design is made of blocks that share no parameter, so their posteriors are independent and ``bayes.fit``
+samples each block on its own (each gets the step size and tree depth its own geometry needs; sampled
+jointly, the cheap step-1 block would set the tree depth of the costly step-2 block). ``build_model`` builds
+the blocks asked for into one model; the formulas are those of ``bayes.curves``.
 
-Geometry. A ladder pins down a task's loss at its centre and the slopes there far better than it
-pins E, A and alpha apart; sampled directly they form a curved ridge (NUTS tree depth ~8). So the
-model samples the centre loss and the slopes, with A = slope_n / alpha, B = slope_d / beta and E the
-remainder; E gets its prior as a Potential and is kept positive by a sharp softplus. Step 2 samples
-the sigmoid's value at the task's mean loss (``midpoint``) rather than its location L0.
-
-Pooling. alpha, beta and k are partially pooled across tasks (the tasks are scored by the same
-models); their between-task scales have priors bounded away from zero, which avoids funnels.
-
-Extrapolation. delta and eta are per-size random effects: each size deviates from the curves by its
-own amount, and a size outside the ladder draws a fresh one at prediction time, so their learned
-scales become the prediction's extrapolation error. The ceiling sits just below 1 (the paper's
-anchor: zero loss means accuracy 1), which keeps far targets from plateauing too low.
+Blocks:
+* ``loss`` (step 1): ln L_run ~ Normal(ln(loss_scale * curve(x, y)) + size effect, loss_noise), the size effect
+  shared by the runs of a size and integrated out (``curves.grouped_normal_logp``); alpha, beta partially
+  pooled across tasks through non-centred offsets whose between-task scales are bounded away from 0.
+* ``loss_flops``: step 1 through compute C = 6ND only (one exponent), for the flops-step1 design.
+* ``accuracy`` (step 2): acc ~ Normal(curves.accuracy(u, floor, k, midpoint, shift), binomial + jitter SD), the
+  shift of a size = a per-task trend in ln N (partially pooled) + the size's own residual.
+* ``direct`` (single-step design): acc ~ Normal(curves.direct_accuracy(x, y, ...), same noise), a size's own
+  residual as its shift (the power law in N is its trend).
 """
 
 from __future__ import annotations
@@ -27,90 +21,180 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 
+from bayesladder.bayes import curves
 from bayesladder.bayes.data import ModelData
-from bayesladder.bayes.priors import Prior, merge
-
-LOSS_NU = 4.0
-E_SHARPNESS = 10.0  # softplus sharpness keeping E >= 0 (relative-loss units)
+from bayesladder.bayes.priors import BLOCK_PRIORS, Prior, merge
 
 
-def irreducible_loss(centre, slope_n, slope_d, alpha, beta, softplus):
-    """E as the remainder of the centre loss (may be <= 0 before the softplus)."""
-    return softplus(E_SHARPNESS * (centre - slope_n / alpha - slope_d / beta)) / E_SHARPNESS
+def unused_priors(data: ModelData) -> set[str]:
+    """Step-1 parameters this ladder cannot inform and the model leaves out: the D term when every run has the
+    same D, and a size's own deviation when every size has one run (it is then the run noise itself)."""
+    unused = {"slope_d", "log_beta_mu", "log_beta_sigma"} if data.single_length else set()
+    return unused if data.sizes_repeat else unused | {"loss_size_scale"}
 
 
-def numpy_softplus(v):
-    return np.logaddexp(0.0, v)
+def build_model(data: ModelData, priors: Mapping[str, Prior] | None = None, blocks=("loss", "accuracy")):
+    """One PyMC model holding the given blocks (see the module docstring)."""
+    import pymc as pm
 
-
-def relative_loss(x, y, centre, slope_n, slope_d, alpha, beta, exp, softplus):
-    """Step-1 curve in relative units; works on numpy arrays and pytensor tensors alike."""
-    E = irreducible_loss(centre, slope_n, slope_d, alpha, beta, softplus)
-    return E + slope_n / alpha * exp(-alpha * x) + slope_d / beta * exp(-beta * y)
-
-
-def accuracy_curve(u, floor, ceiling, k, midpoint, size_effect, sigmoid):
-    """Step-2 curve: from ``ceiling`` at low loss down to ``floor`` at high loss."""
-    return floor + (ceiling - floor) * sigmoid(midpoint - k * u + size_effect)
-
-
-def measurement_sd(acc, evaluations, jitter, sqrt):
-    """SD of a measured accuracy: binomial over questions x averaged checkpoints, plus jitter."""
-    return sqrt(acc * (1 - acc) / evaluations + jitter**2)
-
-
-def build_model(data: ModelData, priors: Mapping[str, Prior] | None = None) -> pm.Model:
     priors = merge(priors)
-    coords = {
-        "task": data.tasks,
-        "size": data.sizes,
-        "loss_point": np.arange(len(data.s1_loss)),
-        "acc_point": np.arange(len(data.s2_acc)),
-    }
-    logit_chance = np.log(data.chance / (1 - data.chance))
+    coords = {"task": data.tasks, "size": data.sizes}
     with pm.Model(coords=coords) as model:
-        p = {name: prior.create(name) for name, prior in priors.items() if name != "irreducible"}
-        alpha = pm.Deterministic(
-            "alpha", pt.exp(p["log_alpha_mu"] + p["log_alpha_sigma"] * pm.Normal("alpha_z", dims="task")), dims="task"
-        )
-        beta = pm.Deterministic(
-            "beta", pt.exp(p["log_beta_mu"] + p["log_beta_sigma"] * pm.Normal("beta_z", dims="task")), dims="task"
-        )
-        shape = (p["centre_loss"], p["slope_n"], p["slope_d"], alpha, beta)
-        remainder = p["centre_loss"] - p["slope_n"] / alpha - p["slope_d"] / beta
-        pm.Potential("irreducible_prior", priors["irreducible"].logp(remainder).sum())
-        pm.Deterministic("E", data.loss_scale * irreducible_loss(*shape, pt.softplus), dims="task")
-        loss_size_effect = pm.Deterministic(
-            "loss_size_effect",
-            p["loss_size_scale"] * pm.Normal("loss_size_z", dims=("size", "task")),
-            dims=("size", "task"),
-        )
-
-        t1 = data.s1_task
-        curve = relative_loss(data.s1_x, data.s1_y, *(v[t1] for v in shape), pt.exp, pt.softplus)
-        pm.StudentT(
-            "log_loss",
-            nu=LOSS_NU,
-            mu=pt.log(data.loss_scale[t1] * curve) + loss_size_effect[data.s1_size, t1],
-            sigma=p["loss_noise"][t1],
-            observed=np.log(data.s1_loss),
-            dims="loss_point",
-        )
-
-        log_k = pm.Normal("log_k", p["log_k_mu"], p["log_k_sigma"], dims="task")
-        k = pm.Deterministic("k", pt.exp(log_k), dims="task")
-        acc_size_effect = pm.Normal("acc_size_effect", 0.0, p["acc_size_scale"], dims=("size", "task"))
-        floor = pm.Deterministic("floor", pm.math.sigmoid(logit_chance + p["floor_offset"]), dims="task")
-        ceiling = pm.Deterministic("ceiling", 1 - p["ceiling_gap"], dims="task")
-
-        t2 = data.s2_task
-        u = (data.s2_loss - data.step2_center[t2]) / data.step2_spread[t2]
-        acc = accuracy_curve(
-            u, floor[t2], ceiling[t2], k[t2], p["midpoint"][t2], acc_size_effect[data.s2_size, t2], pm.math.sigmoid
-        )
-        sd = measurement_sd(acc, data.n_questions[t2] * data.s2_count, p["acc_jitter"][t2], pt.sqrt)
-        pm.Normal("accuracy", mu=acc, sigma=sd, observed=data.s2_acc, dims="acc_point")
+        for block in blocks:
+            skipped = {"irreducible"} | (unused_priors(data) if block.startswith("loss") else set())
+            names = [n for n in BLOCK_PRIORS[block] if n not in skipped and n not in model.named_vars]
+            p = {n: model.named_vars.get(n) for n in BLOCK_PRIORS[block]}
+            p.update({n: priors[n].create(n) for n in names})
+            BUILDERS[block](data, p, priors)
     return model
+
+
+def _pooled(name: str, mu, sigma):  # used by the direct design
+    """exp(mu + sigma z) per task, z standard normal (non-centred partial pooling)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    return pm.Deterministic(name, pt.exp(mu + sigma * pm.Normal(f"{name}_z", dims="task")), dims="task")
+
+
+def _loss_likelihood(data: ModelData, p, relative) -> None:
+    """Step-1 observations: log losses around the curve, with the size effect integrated out."""
+    import pymc as pm
+
+    ops = curves.tensor_ops()
+    t = data.s1_task
+    residual = np.log(data.s1_loss) - ops.log(data.loss_scale[t] * relative)
+    noise_var = p["loss_noise"][data.s1_group_task] ** 2
+    size_var = p["loss_size_scale"] ** 2 if data.sizes_repeat else 0.0
+    logp = curves.grouped_normal_logp(residual, data.s1_membership, noise_var, size_var, ops)
+    pm.Potential("log_loss", logp.sum())
+
+
+def _power_law(data: ModelData, p, priors, with_d: bool):
+    """The step-1 power law's terms (see curves.power_law_terms), stored as E, A, B, alpha, beta, with their priors:
+    alpha and beta log-normal, partially pooled across tasks; the irreducible prior on E."""
+    import pymc as pm
+
+    ops = curves.tensor_ops()
+    split_e = pm.Flat("split_e", dims="task")
+    split_w = pm.Flat("split_w", dims="task") if with_d else None
+    e, a, b, alpha, beta = curves.power_law_terms(
+        p["centre_loss"], p["slope_n"], p["slope_d"] if with_d else None, split_e, split_w, ops
+    )
+    terms = {"E": e, "A": a, "alpha": alpha} | ({"B": b, "beta": beta} if with_d else {})
+    stored = {name: pm.Deterministic(name, value, dims="task") for name, value in terms.items()}
+    prior_terms = [
+        curves.normal_logp(ops.log(alpha), p["log_alpha_mu"], p["log_alpha_sigma"], ops),
+        curves.power_law_log_jacobian(split_e, ops),
+        priors["irreducible"].logp(e),
+    ]
+    if with_d:
+        prior_terms.append(curves.normal_logp(ops.log(beta), p["log_beta_mu"], p["log_beta_sigma"], ops))
+    pm.Potential("power_law_prior", sum(term.sum() for term in prior_terms))
+    return stored
+
+
+def _add_loss(data: ModelData, p, priors) -> None:
+    ops = curves.tensor_ops()
+    t = data.s1_task
+    if data.single_length:  # every run trained to the same D: the D term is a constant inside E
+        v = _power_law(data, p, priors, with_d=False)
+        relative = curves.relative_loss(data.s1_x, 0.0, v["E"][t], v["A"][t], 0.0, v["alpha"][t], 1.0, ops)
+    else:
+        v = _power_law(data, p, priors, with_d=True)
+        terms = (v["E"][t], v["A"][t], v["B"][t], v["alpha"][t], v["beta"][t])
+        relative = curves.relative_loss(data.s1_x, data.s1_y, *terms, ops)
+    _loss_likelihood(data, p, relative)
+
+
+def _add_loss_flops(data: ModelData, p, priors) -> None:
+    """Step 1 through compute only: L / loss_scale = E + A exp(-alpha z), z = x + y = ln(C / C_ref), C = 6ND."""
+    ops = curves.tensor_ops()
+    t = data.s1_task
+    v = _power_law(data, p, priors, with_d=False)
+    _loss_likelihood(
+        data, p, curves.relative_loss(data.s1_x + data.s1_y, 0.0, v["E"][t], v["A"][t], 0.0, v["alpha"][t], 1.0, ops)
+    )
+
+
+def _accuracy_likelihood(data: ModelData, p, mean) -> None:
+    import pymc as pm
+
+    ops = curves.tensor_ops()
+    t = data.s2_task
+    sd = curves.accuracy_sd(mean, data.n_questions[t] * data.s2_count, p["acc_jitter"][t], ops)
+    pm.Normal("accuracy", mu=mean, sigma=sd, observed=data.s2_acc)
+
+
+def _floor(data: ModelData, p):
+    import pymc as pm
+
+    logit_chance = np.log(data.chance / (1 - data.chance))
+    return pm.Deterministic("floor", curves.floor(logit_chance, p["floor_offset"], curves.tensor_ops()), dims="task")
+
+
+def _level_and_floor(data: ModelData, p, priors):
+    """Step 2's level (accuracy at the task's mean loss) and floor below it (see curves.floor_below)."""
+    import pymc as pm
+
+    ops = curves.tensor_ops()
+    level = pm.Deterministic("level", ops.sigmoid(p["level_logit"]), dims="task")
+    split = pm.Flat("floor_split", dims="task")
+    floor_ = pm.Deterministic("floor", curves.floor_below(level, split, ops), dims="task")
+    offset = ops.log(floor_) - ops.log(1 - floor_) - np.log(data.chance / (1 - data.chance))
+    jacobian = curves.floor_offset_log_jacobian(split, floor_, ops)
+    pm.Potential("floor_prior", (priors["floor_offset"].logp(offset) + jacobian).sum())
+    return level, floor_
+
+
+def _size_residual(data: ModelData, p):
+    """Each size's own step-2 shift around the trend, iid Normal(0, acc_size_scale) restricted to shifts without a
+    mean or a linear trend in ln N (data.residual_basis), which the level and the trend already carry."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    basis = data.residual_basis
+    if basis.shape[1] == 0:
+        return pm.Deterministic("size_residual", pt.zeros((len(data.sizes), len(data.tasks))), dims=("size", "task"))
+    free = pm.Normal("size_residual_free", 0.0, p["acc_size_scale"], shape=(basis.shape[1], len(data.tasks)))
+    return pm.Deterministic("size_residual", pt.dot(basis, free), dims=("size", "task"))
+
+
+def _add_accuracy(data: ModelData, p, priors) -> None:
+    import pymc as pm
+
+    ops = curves.tensor_ops()
+    k = pm.Deterministic("k", ops.exp(pm.Normal("log_k", p["log_k_mu"], p["log_k_sigma"], dims="task")), dims="task")
+    trend = pm.Normal("trend", p["trend_mu"], p["trend_sigma"], dims="task")
+    residual = _size_residual(data, p)
+    shift = curves.size_shift(trend[None, :], data.size_x[:, None], residual)
+    level, floor_ = _level_and_floor(data, p, priors)
+    midpoint = pm.Deterministic("midpoint", curves.midpoint(level, floor_, ops), dims="task")
+    t, s = data.s2_task, data.s2_size
+    u = (data.s2_loss - data.step2_center[t]) / data.step2_spread[t]
+    mean = curves.accuracy(u, floor_[t], k[t], midpoint[t], shift[s, t], ops)
+    _accuracy_likelihood(data, p, mean)
+
+
+def _add_direct(data: ModelData, p, priors) -> None:
+    import pymc as pm
+
+    ops = curves.tensor_ops()
+    alpha = _pooled("alpha", p["log_alpha_mu"], p["log_alpha_sigma"])
+    beta = _pooled("beta", p["log_beta_mu"], p["log_beta_sigma"])
+    residual = _size_residual(data, p)
+    level, floor_ = _level_and_floor(data, p, priors)
+    # sampled through the slopes at the ladder's centre (a alpha, b beta), as step 1 is: what the data pin down
+    a = pm.Deterministic("direct_a", p["direct_slope_n"] / alpha, dims="task")
+    b = pm.Deterministic("direct_b", p["direct_slope_d"] / beta, dims="task")
+    # the level is the accuracy at the ladder's centre (x = y = 0), where the power-law terms are a and b
+    midpoint = pm.Deterministic("midpoint", curves.midpoint(level, floor_, ops) + a + b, dims="task")
+    t, s = data.s2_task, data.s2_size
+    mean = curves.direct_accuracy(
+        data.size_x[s], data.s2_y, floor_[t], midpoint[t], a[t], b[t], alpha[t], beta[t], residual[s, t], ops
+    )
+    _accuracy_likelihood(data, p, mean)
+
+
+BUILDERS = {"loss": _add_loss, "loss_flops": _add_loss_flops, "accuracy": _add_accuracy, "direct": _add_direct}

@@ -22,12 +22,17 @@ from bayesladder.files import atomic_write_bytes
 DPI = 80
 
 
+# The per-task quantities of the model worth a rank plot (not its sampling coordinates, e.g. split_e).
+PER_TASK = ("E", "A", "B", "alpha", "beta", "loss_noise", "floor", "level", "k", "trend", "acc_jitter",
+            "direct_a", "direct_b")  # fmt: skip
+
+
 def parameter_groups(posterior: xr.Dataset) -> dict[str, tuple[list[str], dict]]:
-    """Figure name -> (variables, coords): the shared (scalar) hyperparameters, then one group per task with
-    every variable that has a task dimension, at that task. A group's panel count does not grow with tasks."""
+    """Figure name -> (variables, coords): the shared (scalar) hyperparameters, then one group per task with the
+    model's per-task quantities (:data:`PER_TASK`) at that task. A group's panel count does not grow with tasks."""
     names = [v for v in posterior.data_vars if v not in SKIPPED]
     shared = [v for v in names if set(posterior[v].dims) == {"chain", "draw"}]
-    per_task = [v for v in names if "task" in posterior[v].dims]
+    per_task = [v for v in PER_TASK if v in posterior]
     groups = {"shared": (shared, {})} if shared else {}
     for task in map(str, posterior["task"].values):
         groups[f"task-{task}"] = (per_task, {"task": task})

@@ -16,12 +16,13 @@ import pandas as pd
 import xarray as xr
 
 from bayesladder import __version__, baseline, datasets, extrapolation, schema
+from bayesladder.bayes.backtest import prediction_rows
 from bayesladder.bayes.data import with_replicates
 from bayesladder.bayes.diagnostics import Diagnostics, Thresholds, checks, diagnose
 from bayesladder.bayes.fit import LadderFit
-from bayesladder.bayes.predict import QUANTILES, predictive_draws
+from bayesladder.bayes.predict import predictive_draws
 from bayesladder.errors import BayesLadderError
-from bayesladder.ladder import actual_final, resolve_target, select_runs
+from bayesladder.ladder import resolve_target, select_runs
 from bayesladder.report import figures
 from bayesladder.targets import Target, default_targets
 
@@ -89,17 +90,14 @@ def build(
     specs = resolve_targets(ds, fitted, targets)
     runs = select_runs(ds, fitted.config.selection)
     runs_all = with_replicates(ds, runs)
-    thin = _thinned(fitted.posterior, max_draws)
 
     progress(f"predicting {', '.join(s.name for s in specs)} and fitting the paper's baseline")
-    draws = {
-        s.name: predictive_draws(fitted.posterior, fitted.constants, s.target.n_params, s.target.tokens, s.size, seed)
-        for s in specs
-    }
+    draws = {s.name: predictive_draws(fitted, s.target.n_params, s.target.tokens, s.size, seed) for s in specs}
     base_fits, base_note = _baseline(ds, runs, tasks)
     largest = fitted.largest_rung()
     beyond = {s.name: extrapolation.beyond(largest, s.target.n_params, s.target.tokens) for s in specs}
     predictions = headline_table(ds, tasks, specs, draws, base_fits, beyond)
+    loss_design = fitted.designs.get("two-step")
     progress("checking the diagnostics")
     with warnings.catch_warnings():  # PSIS warns of high Pareto k; the diagnostics table reports it
         warnings.simplefilter("ignore")
@@ -121,22 +119,8 @@ def build(
             "(thin bar) intervals, the paper's point fit (cross) and, for a run of the dataset, its actual value (star).",
             figures=[("Chained predictions", figures.chained(ds, runs, tasks, specs, draws, base_fits))],
         ),
-        Section(
-            "step1",
-            "Step 1: task loss against N and D",
-            "Per task: each run's final task loss (points, by size) against training tokens D, the posterior "
-            "predictive median and 90% band of the loss curve at each ladder size's N, and each target's curve at "
-            "its own N (dashed) with the target marked (diamond: prediction with its 90% interval; star: actual).",
-            figures=figures.step1(ds, fitted, thin, runs_all, tasks, specs, draws, seed),
-        ),
-        Section(
-            "step2",
-            "Step 2: accuracy against task loss",
-            "Per task: every checkpoint of the ladder's runs (by size), the sigmoid's posterior median and 90% band "
-            "(without size effects), the chance floor, and the targets (diamond: predicted median with its 90% "
-            "interval; star: actual).",
-            figures=figures.step2(ds, thin, fitted.constants, runs_all, tasks, specs, draws),
-        ),
+        designs_section(fitted),
+        *(_step_sections(ds, loss_design, runs_all, tasks, specs, draws, seed, max_draws) if loss_design else []),
         diagnostics_section(diag, thresholds),
         priors_section(fitted, seed),
     ]
@@ -155,48 +139,64 @@ def build(
     )
 
 
+def _step_sections(ds, design, runs_all, tasks, specs, draws, seed, max_draws) -> list[Section]:
+    """The two steps' figures, from the fitted two-step design."""
+    return [
+        Section(
+            "step1",
+            "Step 1: task loss against N and D",
+            "Per task: each run's final task loss (points, by size) against training tokens D, the posterior "
+            "predictive median and 90% band of the loss curve at each ladder size's N, and each target's curve at "
+            "its own N (dashed) with the target marked (diamond: prediction with its 90% interval; star: actual).",
+            figures=figures.step1(ds, design, runs_all, tasks, specs, draws, seed, max_draws),
+        ),
+        Section(
+            "step2",
+            "Step 2: accuracy against task loss",
+            "Per task: every checkpoint of the ladder's runs (by size), the sigmoid's posterior median and 90% band "
+            "at the ladder's central size (a size's own shift, its trend in N and its residual, moves its points "
+            "off it), the chance floor, and the targets (diamond: predicted median with its 90% interval; star: "
+            "actual).",
+            figures=figures.step2(ds, design, runs_all, tasks, specs, draws, max_draws),
+        ),
+    ]
+
+
+def designs_section(fitted: LadderFit) -> Section:
+    """The nested backtest that weighted the designs and sized the extrapolation discrepancy."""
+    calibration = fitted.calibration
+    if calibration.split is None:
+        text = (
+            f"The ladder has too few sizes for a nested backtest (it needs 2 below the middle of its N range and 1 "
+            f"above), so {fitted.config.designs[0]} predicts alone, with no added discrepancy."
+        )
+        return Section("designs", "Designs and extrapolation", text)
+    split = calibration.split
+    text = (
+        f"Before the full ladder was fitted, each design was fitted on sizes {', '.join(split.fitted)} and predicted "
+        f"every run of sizes {', '.join(split.held_out)}. Its discrepancy scale kappa (logits per e-fold of N "
+        "beyond the largest fitted size) is what its intervals needed beyond their own width to score best on "
+        "those held-out values; its weight is its share in the stacked prediction (the mixture that scored best, "
+        "tempered to the number of held-out sizes, with a Dirichlet(2) prior). Predictions mix the designs' draws "
+        "by these weights, each widened by kappa times the e-folds of N beyond the ladder's largest size."
+    )
+    columns = [c for c in ("design", "weight", "kappa", "log_score", "mae", "coverage90", "n", "max_rhat",
+                           "divergences") if c in calibration.scores]  # fmt: skip
+    return Section("designs", "Designs and extrapolation", text,
+                   tables=[("Nested backtest per design", calibration.scores[columns])])  # fmt: skip
+
+
 def headline_table(ds, tasks, specs, draws, base_fits, beyond) -> pd.DataFrame:
     """One row per target and task: quantiles of loss and accuracy, the baseline, the actual value and errors
     where the dataset holds the target, and how far the target lies beyond the ladder."""
-    rows = []
-    for spec in specs:
-        loss, acc = draws[spec.name]
-        base = (
-            baseline.predict(base_fits, spec.target.n_params, spec.target.tokens).set_index("task")
-            if base_fits
-            else None
-        )
-        actual = actual_final(ds, spec.name)
-        for i, task in enumerate(tasks):
-            lq = np.quantile(loss[:, i], list(QUANTILES.values()))
-            aq = np.quantile(acc[:, i], list(QUANTILES.values()))
-            row = dict(
-                target=spec.name,
-                task=task,
-                **{f"loss_{label}": v for label, v in zip(QUANTILES, lq)},
-                **{f"acc_{label}": v for label, v in zip(QUANTILES, aq)},
-                baseline_loss=float(base.loc[task, "loss"]) if base is not None else np.nan,
-                baseline_acc=float(base.loc[task, "accuracy"]) if base is not None else np.nan,
-                actual_loss=np.nan,
-                actual_acc=np.nan,
-                error=np.nan,
-                baseline_error=np.nan,
-                covered90=None,
-                n_factor=beyond[spec.name].n_factor,
-                d_factor=beyond[spec.name].d_factor,
-                far_outside_ladder=beyond[spec.name].far,
-            )
-            if actual is not None:
-                a = float(actual.loc[task, "accuracy"])
-                row.update(
-                    actual_loss=float(actual.loc[task, "task_loss"]),
-                    actual_acc=a,
-                    error=row["acc_median"] - a,
-                    baseline_error=row["baseline_acc"] - a,
-                    covered90=bool(row["acc_q05"] <= a <= row["acc_q95"]),
-                )
-            rows.append(row)
-    return pd.DataFrame.from_records(rows)
+    names = [spec.name for spec in specs]
+    rows = prediction_rows(ds, names, tasks, lambda target, size: draws[target.name], base_fits)
+    rows = rows.rename(columns={"run": "target"})
+    return rows.assign(
+        n_factor=rows["target"].map(lambda n: beyond[n].n_factor),
+        d_factor=rows["target"].map(lambda n: beyond[n].d_factor),
+        far_outside_ladder=rows["target"].map(lambda n: beyond[n].far),
+    )
 
 
 def predictions_section(predictions, specs, beyond, noisy, base_note) -> Section:
@@ -239,7 +239,7 @@ def _readable(rows: pd.DataFrame, noisy: set[str]) -> pd.DataFrame:
         table["actual"] = [points(v) for v in rows["actual_acc"]]
         table["error"] = [f"{100 * v:+.1f}" for v in rows["error"]]
         table["paper fit error"] = ["-" if pd.isna(v) else f"{100 * v:+.1f}" for v in rows["baseline_error"]]
-        table["in 90% interval"] = ["yes" if c else "no" for c in rows["covered90"]]
+        table["in 90% interval"] = ["yes" if c else "no" for c in rows["covered"]]
     return table
 
 
@@ -373,9 +373,3 @@ def _baseline(ds, runs, tasks):
         return baseline.fit(ds, runs, tasks), ""
     except baseline.BaselineFitError as exc:
         return None, f"The paper's point fit did not converge on this ladder ({exc}); its columns are empty."
-
-
-def _thinned(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:
-    total = posterior.sizes["chain"] * posterior.sizes["draw"]
-    step = max(1, int(np.ceil(total / max_draws)))
-    return posterior.isel(draw=slice(None, None, step))

@@ -13,15 +13,13 @@ import matplotlib
 import numpy as np
 import pymc as pm
 from matplotlib.lines import Line2D
-from scipy.special import expit
 
 from bayesladder import baseline
-from bayesladder.bayes.model import accuracy_curve
-from bayesladder.bayes.predict import predictive_draws
-from bayesladder.bayes.priors import merge
+from bayesladder.bayes import curves
+from bayesladder.bayes.predict import Draws, design_draws
+from bayesladder.bayes.priors import describe, merge
 from bayesladder.ladder import final_points, step2_checkpoints
 from bayesladder.plotting import figure, png
-from bayesladder.report.hyperparameters import describe
 
 GRID = 40
 PRIOR_DRAWS = 4000
@@ -53,26 +51,28 @@ def _grid_axes(n: int, width: float = 4.2, height: float = 3.3):
     return fig, list(axes.flat[:n])
 
 
-def step1(ds, fitted, thin, runs, tasks, specs, draws, seed) -> list[tuple[str, bytes]]:
-    """One figure per task: final task loss against D, bands per ladder size and per target."""
+def step1(ds, design, runs, tasks, specs, draws, seed, max_draws) -> list[tuple[str, bytes]]:
+    """One figure per task: final task loss against D, bands per ladder size and per target (``design``: the
+    fitted two-step design, a ``DesignFit``)."""
     finals = final_points(ds, runs)
     colors = _size_colors(ds, runs)
     d_lo = finals["tokens"].min() / 1.5
     d_hi = max([finals["tokens"].max()] + [s.target.tokens for s in specs]) * 1.5
     grid = np.geomspace(d_lo, d_hi, GRID)
-    curves = {}  # label -> (quantiles (3, grid, task), color, dashed)
-    for size in sorted(fitted.sizes, key=lambda z: _n_of_size(ds, z)):
-        curves[size] = (
-            _loss_band(thin, fitted.constants, _n_of_size(ds, size), grid, size, seed),
+    bands = {}  # label -> (quantiles (3, grid, task), color, dashed)
+    sizes = design.data.sizes
+    for size in sorted(sizes, key=lambda z: _n_of_size(ds, z)):
+        bands[size] = (
+            _loss_band(design, _n_of_size(ds, size), grid, size, seed, max_draws),
             colors.get(size, "grey"),
             False,
         )
     palette = target_colors(specs)
     for spec in specs:
-        if spec.size in fitted.sizes:
+        if spec.size in sizes:
             continue
-        curves[spec.name] = (
-            _loss_band(thin, fitted.constants, spec.target.n_params, grid, spec.size, seed),
+        bands[spec.name] = (
+            _loss_band(design, spec.target.n_params, grid, spec.size, seed, max_draws),
             palette[spec.name],
             True,
         )
@@ -80,7 +80,7 @@ def step1(ds, fitted, thin, runs, tasks, specs, draws, seed) -> list[tuple[str, 
     for i, task in enumerate(tasks):
         fig = figure(6.4, 4.4)
         ax = fig.subplots()
-        for label, (q, color, dashed) in curves.items():
+        for label, (q, color, dashed) in bands.items():
             ax.fill_between(grid, q[0, :, i], q[2, :, i], color=color, alpha=0.18, lw=0)
             ax.plot(grid, q[1, :, i], color=color, ls="--" if dashed else "-", lw=1.2, label=f"{label} curve")
         points = finals[finals["task"] == task]
@@ -98,10 +98,10 @@ def step1(ds, fitted, thin, runs, tasks, specs, draws, seed) -> list[tuple[str, 
     return out
 
 
-def _loss_band(thin, constants, n_params, grid, size, seed) -> np.ndarray:
-    q = np.empty((3, len(grid), constants.sizes["task"]))
+def _loss_band(design, n_params, grid, size, seed, max_draws) -> np.ndarray:
+    q = np.empty((3, len(grid), len(design.data.tasks)))
     for j, tokens in enumerate(grid):
-        loss, _ = predictive_draws(thin, constants, n_params, tokens, size, seed)
+        loss, _ = design_draws(design.posterior, design.data, design.design, n_params, tokens, size, seed, max_draws)
         q[:, j, :] = np.quantile(loss, [0.05, 0.5, 0.95], axis=0)
     return q
 
@@ -143,10 +143,12 @@ def _mark_targets(ax, ds, specs, draws, i, task, x, y):
             )
 
 
-def step2(ds, thin, constants, runs, tasks, specs, draws) -> list[tuple[str, bytes]]:
-    """One figure per task: accuracy against task loss, every checkpoint, sigmoid band, chance floor."""
+def step2(ds, design, runs, tasks, specs, draws, max_draws) -> list[tuple[str, bytes]]:
+    """One figure per task: accuracy against task loss, every checkpoint, the sigmoid band at the ladder's central
+    size (no size shift), chance floor (``design``: the fitted two-step design)."""
     colors = _size_colors(ds, runs)
-    post = thin.stack(sample=("chain", "draw")).transpose("sample", ...)
+    post = Draws(design.posterior, max_draws)
+    data = design.data
     out = []
     for i, task in enumerate(tasks):
         fig = figure(6.4, 4.2)
@@ -162,12 +164,9 @@ def step2(ds, thin, constants, runs, tasks, specs, draws) -> list[tuple[str, byt
         lo = min(all_loss.min(), *(np.quantile(draws[s.name][0][:, i], 0.05) for s in specs)) * 0.95
         hi = all_loss.max() * 1.05
         grid = np.linspace(lo, hi, 80)
-        u = (grid[None, :] - float(constants["step2_center"].values[i])) / float(constants["step2_spread"].values[i])
-
-        def par(name, i=i):
-            return post[name].values[:, i][:, None]
-
-        curve = accuracy_curve(u, par("floor"), par("ceiling"), par("k"), par("midpoint"), 0.0, expit)
+        u = (grid[None, :] - data.step2_center[i]) / data.step2_spread[i]
+        floor_, k, midpoint = (post[name][:, [i]] for name in ("floor", "k", "midpoint"))
+        curve = curves.accuracy(u, floor_, k, midpoint, 0.0, curves.NUMPY_OPS)
         q = np.quantile(curve, [0.05, 0.5, 0.95], axis=0)
         ax.fill_between(grid, q[0], q[2], color="k", alpha=0.15, lw=0, label="sigmoid 90% band")
         ax.plot(grid, q[1], color="k", lw=1.2, label="sigmoid median")

@@ -1,0 +1,170 @@
+"""The model's formulas, written once: both steps' curves, the size shifts and the observation densities.
+
+Every function here takes NumPy arrays or PyTensor tensors alike, with an ``ops`` namespace saying which
+(:data:`NUMPY_OPS`, or :func:`tensor_ops`). The PyMC model (``bayes.model``), predictions (``bayes.predict``),
+the pointwise log-likelihood of PSIS-LOO and the posterior predictive checks (``bayes.diagnostics``) and every
+alternative design call these functions, so they cannot drift apart. (PyMC's own posterior-predictive
+machinery would recompile a graph per target; predictions here run at many points per figure and per
+planned rung, so they stay NumPy functions of the posterior draws.)
+
+Units: x = ln(N / N_ref) and y = ln(D / D_ref) (e-folds from the ladder's centre); step-1 losses are relative to
+each task's typical loss (``loss_scale``); step-2 losses are standardised per task (u).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+
+CEILING = 1.0  # the paper's anchor: a model with no task loss answers everything right
+
+
+@dataclass(frozen=True)
+class Ops:
+    exp: Callable
+    log: Callable
+    sigmoid: Callable
+    softplus: Callable
+    sqrt: Callable
+    dot: Callable
+
+
+NUMPY_OPS = Ops(np.exp, np.log, expit, lambda v: np.logaddexp(0.0, v), np.sqrt, np.matmul)
+
+
+def tensor_ops() -> Ops:
+    import pytensor.tensor as pt
+
+    return Ops(pt.exp, pt.log, pt.sigmoid, pt.softplus, pt.sqrt, pt.dot)
+
+
+# ---------------------------------------------------------------- step 1: task loss L(N, D)
+def power_law_terms(centre, slope_n, slope_d, split_e, split_w, ops: Ops):
+    """(E, A, B, alpha, beta) of L / loss_scale = E + A exp(-alpha x) + B exp(-beta y), from sampling coordinates.
+
+    A ladder pins down the loss at its centre (``centre`` = E + A + B) and the slopes there (``slope_n`` = A alpha,
+    ``slope_d`` = B beta) far better than E, A and alpha apart. So those are sampled, and two logits split the
+    centre loss: E = centre sigmoid(e), A + B = centre sigmoid(-e), shared sigmoid(w) : sigmoid(-w). E >= 0 then
+    holds with no wall for the sampler to hit (a remainder clipped at 0 left one, where the chains diverged).
+    ``slope_d`` None: a ladder of one length, whose D term is a constant inside E (B = 0).
+    """
+    shared = centre * ops.sigmoid(-split_e)
+    e = centre * ops.sigmoid(split_e)
+    if slope_d is None:
+        return e, shared, 0.0, slope_n / shared, 1.0
+    a, b = shared * ops.sigmoid(split_w), shared * ops.sigmoid(-split_w)
+    return e, a, b, slope_n / a, slope_d / b
+
+
+def power_law_log_jacobian(split_e, ops: Ops):
+    """ln |d(ln alpha, ln beta) / d(e, w)| (or ln |d ln alpha / d e| with one length): both are ln sigmoid(e)."""
+    return ops.log(ops.sigmoid(split_e))
+
+
+def relative_loss(x, y, e, a, b, alpha, beta, ops: Ops):
+    """Step 1 in units of the task's typical loss: E + A exp(-alpha x) + B exp(-beta y)."""
+    return e + a * ops.exp(-alpha * x) + b * ops.exp(-beta * y)
+
+
+def grouped_normal_logp(residual, membership, noise_var, size_var, ops: Ops):
+    """Log density of log-loss residuals whose runs share a size effect, the effect integrated out.
+
+    The runs of one (size, task) group share a Normal size effect (variance ``size_var``) on top of independent
+    run noise (``noise_var`` per group): their residuals are jointly Normal with covariance
+    noise_var I + size_var 11'. ``membership`` is the (points x groups) 0/1 matrix. Integrating the effect out
+    (rather than sampling one per size and task) leaves the sampler no funnel, also on ladders whose sizes
+    have a single run each, where the size effect and the run noise cannot be told apart.
+    """
+    n = membership.sum(axis=0)
+    total = ops.dot(residual, membership)
+    squares = ops.dot(residual**2, membership)
+    pooled = noise_var + n * size_var
+    quadratic = squares / noise_var - size_var / (noise_var * pooled) * total**2
+    return -0.5 * (quadratic + (n - 1) * ops.log(noise_var) + ops.log(pooled) + n * np.log(2 * np.pi))
+
+
+def grouped_normal_loo_logp(residual, membership, noise_var, size_var):
+    """ln p(r_i | the other residuals of its group) for every point (NumPy): the pointwise terms of PSIS-LOO for
+    the grouped model, whose points are not independent given the parameters (Burkner, Gabry and Vehtari
+    2021, "Efficient leave-one-out cross-validation for Bayesian non-factorized normal and Student-t models").
+    ``residual``: (samples, points); ``noise_var``: (samples, groups); ``size_var``: (samples, 1) or 0.
+    """
+    group = membership.argmax(axis=1)
+    others_total = residual @ membership  # (samples, groups)
+    others_total = others_total[:, group] - residual
+    others = membership.sum(axis=0)[group] - 1
+    noise = noise_var[:, group]
+    pooled = noise + others * size_var
+    mean = size_var * others_total / pooled
+    var = noise + size_var * noise / pooled
+    return -0.5 * ((residual - mean) ** 2 / var + np.log(2 * np.pi * var))
+
+
+def size_effect_given_residuals(total, n, noise_var, size_var):
+    """Mean and variance of a group's size effect given the sum ``total`` of its ``n`` residuals (NumPy)."""
+    pooled = noise_var + n * size_var
+    return size_var * total / pooled, size_var * noise_var / pooled
+
+
+# ---------------------------------------------------------------- step 2: accuracy of a task loss
+def floor(logit_chance, offset, ops: Ops):
+    """The accuracy a model of no skill reaches: chance, shifted by a learned offset on the logit scale."""
+    return ops.sigmoid(logit_chance + offset)
+
+
+def floor_below(level, split, ops: Ops):
+    """A floor under ``level`` (the accuracy at the task's mean step-2 loss): level * sigmoid(split).
+
+    Sampled this way, the accuracy the data pin down (``level``) moves independently of the floor; sampled as
+    floor and midpoint, the two formed a ridge (posterior correlation -0.95) that took ~125 leapfrog steps a draw.
+    """
+    return level * ops.sigmoid(split)
+
+
+def floor_offset_log_jacobian(split, floor_, ops: Ops):
+    """ln |d floor_offset / d split| for :func:`floor_below`, floor_offset = logit(floor) - logit(chance)."""
+    return ops.log(ops.sigmoid(-split)) - ops.log(1 - floor_)
+
+
+def midpoint(level, floor_, ops: Ops):
+    """The sigmoid's argument at the task's mean step-2 loss (u = 0), given the accuracy there and the floor."""
+    return ops.log(level - floor_) - ops.log(CEILING - level)
+
+
+def size_shift(trend, z, residual):
+    """A size's shift of the sigmoid (logit units): a per-task trend in z = ln(N / N_ref), plus its own residual.
+
+    The trend is what lets a size beyond the ladder be predicted on the ladder's trend rather than on the
+    average size's curve; its posterior uncertainty widens the prediction with the distance z.
+    """
+    return trend * z + residual
+
+
+def accuracy(u, floor_, k, midpoint, shift, ops: Ops):
+    """Step 2: from :data:`CEILING` at low loss down to ``floor_`` at high loss; u is the standardised task loss."""
+    return floor_ + (CEILING - floor_) * ops.sigmoid(midpoint - k * u + shift)
+
+
+def direct_accuracy(x, y, floor_, midpoint, a, b, alpha, beta, shift, ops: Ops):
+    """The single-step design: accuracy as a sigmoid of the power law in N and D, no intermediate loss."""
+    return floor_ + (CEILING - floor_) * ops.sigmoid(
+        midpoint - a * ops.exp(-alpha * x) - b * ops.exp(-beta * y) + shift
+    )
+
+
+def accuracy_logit_slope(acc, floor_):
+    """d accuracy / d (sigmoid argument) at ``acc``: (ceiling - floor) sigmoid'(.), written through acc itself."""
+    scaled = (acc - floor_) / (CEILING - floor_)
+    return (CEILING - floor_) * scaled * (1 - scaled)
+
+
+def accuracy_sd(acc, evaluations, jitter, ops: Ops):
+    """SD of a measured accuracy: binomial over the questions of every checkpoint averaged, plus a jitter."""
+    return ops.sqrt(acc * (1 - acc) / evaluations + jitter**2)
+
+
+def normal_logp(value, mean, sd, ops: Ops):
+    return -0.5 * ((value - mean) / sd) ** 2 - ops.log(sd) - 0.5 * np.log(2 * np.pi)
