@@ -33,8 +33,8 @@ from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import select_runs
 
 DESIGNS = ("default", "two-step", "flops-step1", "single-step", "c4-intermediate", "baseline")
-COLUMNS = ["design", "rank", "mae", "coverage", "mean_width", "mean_crps", "elpd_loo", "max_rhat", "divergences",
-           "refit_ok", "n", "description"]  # fmt: skip
+COLUMNS = ["design", "rank", "mae", "bias", "coverage", "mean_width", "mean_crps", "elpd_loo", "max_rhat",
+           "divergences", "refit_ok", "fit_seconds", "n", "description"]  # fmt: skip
 DESCRIPTIONS = {
     "default": "two-step and single-step, stacked by the nested backtest (what 'bayesladder fit' does)",
     "two-step": "task loss L(N, D) then sigmoid accuracy(L)",
@@ -87,6 +87,7 @@ def compare(
             dict(
                 design=design,
                 mae=float(table["error"].abs().mean()),
+                bias=float(table["error"].mean()),
                 coverage=float(table["covered"].mean()),
                 mean_width=float((table["acc_q95"] - table["acc_q05"]).mean()),
                 mean_crps=float(table["crps"].mean()),
@@ -102,7 +103,7 @@ def compare(
 
 def _backtest_design(design: str, ds, swapped, config: FitConfig, targets: list[str]) -> tuple[pd.DataFrame, dict]:
     """(prediction rows of the held-out runs, the design's elpd_loo / refit checks)."""
-    none = dict(elpd_loo=np.nan, max_rhat=np.nan, divergences=None, refit_ok=None)
+    none = dict(elpd_loo=np.nan, max_rhat=np.nan, divergences=None, refit_ok=None, fit_seconds=np.nan)
     if design == "baseline":
         fits = baseline.fit(ds, select_runs(ds, config.selection), list(config.tasks))
 
@@ -117,7 +118,7 @@ def _backtest_design(design: str, ds, swapped, config: FitConfig, targets: list[
     fitted = fit(data, replace(config, designs=designs))
     checks = refit_checks(fitted)
     extra = dict(elpd_loo=np.nan, max_rhat=checks["max_rhat"], divergences=checks["divergences"],
-                 refit_ok=checks["diagnostics_ok"])  # fmt: skip
+                 refit_ok=checks["diagnostics_ok"], fit_seconds=fitted.seconds)  # fmt: skip
     if design in ("two-step", "flops-step1"):
         from bayesladder.bayes.diagnostics import diagnose
 
