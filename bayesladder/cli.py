@@ -432,6 +432,8 @@ def fit(
         "tuning draws per model"
     )
     fitted = fit_model(ds, config, progress=stage)
+    if fitted.data.final_only:
+        note("every run was evaluated once (a final-only ladder): step 2 was fitted on the runs' final points")
     note(describe_calibration(fitted))
     stage("checking the diagnostics (R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO, PPC)")
     thresholds = Thresholds()
@@ -494,7 +496,7 @@ def predict(
         shown,
         title=(
             f"Prediction for {spec.name} (N={spec.n_params:.3g}, D={spec.tokens:.3g}: {beyond.describe()}): "
-            "median and 50% / 90% intervals; loss in bits/byte, accuracy in points"
+            f"median and 50% / 90% intervals; loss in {fitted.data.loss_units}, accuracy in points"
         ),
     )
 

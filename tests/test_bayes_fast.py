@@ -51,6 +51,9 @@ DIAGNOSE_KEYS = [  # diagnose --json: every field of the diagnostics record
     "elpd_loo",
     "ppc_loss_coverage90",
     "ppc_acc_coverage90",
+    "nested_max_rhat",
+    "nested_min_ess",
+    "nested_divergences",
     "failures",
 ]
 PREDICT_FLAGS = [

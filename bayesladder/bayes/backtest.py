@@ -149,12 +149,9 @@ def refit_checks(fitted: LadderFit) -> dict:
     from bayesladder.bayes.diagnostics import diagnose
 
     checked = diagnose(fitted)
-    nested = fitted.calibration.scores
-    nested_rhat = float(nested["max_rhat"].max()) if "max_rhat" in nested else float("nan")
-    nested_divergences = int(nested["divergences"].sum()) if "divergences" in nested else 0
     return dict(
-        max_rhat=float(np.nanmax([checked.max_rhat, nested_rhat])),
-        divergences=checked.divergences + nested_divergences,
+        max_rhat=float(np.nanmax([checked.max_rhat, checked.nested_max_rhat])),
+        divergences=checked.divergences + checked.nested_divergences,
         diagnostics_ok=checked.ok,
         failures="; ".join(checked.failures),
     )

@@ -52,7 +52,7 @@ class Calibration:
     split: NestedSplit | None
     weights: dict[str, float]
     kappa: dict[str, float]
-    scores: pd.DataFrame  # one row per design: log score, MAE, 90% coverage, max R-hat, divergences of its refit
+    scores: pd.DataFrame  # per design: log score, MAE, 90% coverage; its nested fit's max R-hat, min ESS, divergences
 
     def record(self) -> dict:
         return {
@@ -115,7 +115,7 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
         rows.append(
             dict(design=design, kappa=kappa, log_score=float(np.log(densities[design]).sum()),
                  **_point_scores(parts, actual, distance, kappa), max_rhat=check["max_rhat"],
-                 divergences=check["divergences"])
+                 min_ess=min(check["min_ess_bulk"], check["min_ess_tail"]), divergences=check["divergences"])
         )  # fmt: skip
     weights = stacking_weights(np.column_stack([densities[d].ravel() for d in designs]), units=len(split.held_out))
     weights = {d: float(w) for d, w in zip(designs, weights)}

@@ -110,7 +110,7 @@ def build(
     noisy = set(variance_table.loc[variance_table["noisy"], "task"]) if variance_table is not None else set()
     progress("drawing the figures")
     sections = [
-        predictions_section(predictions, specs, beyond, noisy, base_note),
+        predictions_section(predictions, specs, beyond, noisy, base_note, fitted.data.loss_units),
         Section(
             "chained",
             "Chained prediction",
@@ -199,10 +199,10 @@ def headline_table(ds, tasks, specs, draws, base_fits, beyond) -> pd.DataFrame:
     )
 
 
-def predictions_section(predictions, specs, beyond, noisy, base_note) -> Section:
+def predictions_section(predictions, specs, beyond, noisy, base_note, loss_units: str) -> Section:
     """One readable table per target: accuracy in points, intervals as ranges, actual and errors where known."""
     text = (
-        "Per target and task: the posterior median of task loss (bits per byte) and accuracy (in points, i.e. "
+        f"Per target and task: the posterior median of task loss ({loss_units}) and accuracy (in points, i.e. "
         "percent), with the 50% and 90% intervals, beside the paper's point fit on the same ladder (paper fit) "
         "and, where the dataset holds the target, its actual final value and the errors (median - actual)."
     )
@@ -355,6 +355,13 @@ def provenance_section(fitted: LadderFit, ds, dataset_path, runs, runs_all, spec
             else "none",
         ),
         ("tasks", ", ".join(cfg.tasks)),
+        (
+            "step-2 points",
+            "each run's one evaluation (a final-only ladder: step 2 is fitted on the runs' final points)"
+            if fitted.data.final_only
+            else "every checkpoint after each run's first 10%, in blocks of up to 10",
+        ),
+        ("task loss units", fitted.data.loss_units),
         ("targets", "; ".join(f"{s.name} (N={s.target.n_params:.4g}, D={s.target.tokens:.4g})" for s in specs)),
         ("sampler", f"nutpie, {cfg.chains} chains x {cfg.draws} draws after {cfg.tune} tuning, seed {cfg.seed}"),
         ("priors overridden", ", ".join(sorted(cfg.priors)) or "none (defaults)"),
