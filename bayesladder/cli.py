@@ -294,7 +294,9 @@ def describe_calibration(fitted) -> str:
         f"{d} {calibration.weights[d]:.2f} (kappa {calibration.kappa[d]:.2f})" for d in fitted.config.designs
     )
     if calibration.split is None:
-        return f"designs: {parts} (no nested backtest: the ladder has too few sizes)"
+        return (
+            f"designs mixed in equal parts: {parts} (no nested backtest: the ladder's sizes are too few or too close)"
+        )
     split = calibration.split
     return (
         f"designs stacked by the nested backtest (sizes {', '.join(split.fitted)} -> {', '.join(split.held_out)}): "

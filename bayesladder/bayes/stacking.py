@@ -34,6 +34,7 @@ from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import actual_final, resolve_target
 
 DIRICHLET = 2.0  # the weights' prior concentration: keeps a design in unless the evidence is strong
+MIN_NESTED_SPAN = 0.5  # e-folds of N (a factor 1.65) the nested fit's sizes must span
 MAX_KAPPA = 2.0  # logits per e-fold of N: far beyond anything a ladder has shown (Gemstones: ~0.1)
 
 
@@ -74,21 +75,23 @@ class Calibration:
 
 
 def nested_split(ds: xr.Dataset, runs: list[str]) -> NestedSplit | None:
-    """Sizes by N, split at the geometric middle of their range; None when either part would have < 2 sizes or
-    no run (then the designs cannot be compared and the first design is used alone, with no discrepancy)."""
+    """Sizes by N, split at the geometric middle of their range. None when the lower part would have fewer than 2
+    sizes or span less than :data:`MIN_NESTED_SPAN` e-folds of N (it could not test an extrapolation: a curve
+    in N cannot be fitted on it), or the upper part no size."""
     n_of = {str(s): float(n) for s, n in zip(ds["size"].sel(run=runs).values, ds["n_params"].sel(run=runs).values)}
     sizes = sorted(n_of, key=n_of.get)
     middle = 0.5 * (np.log(n_of[sizes[0]]) + np.log(n_of[sizes[-1]]))
     fitted = tuple(s for s in sizes if np.log(n_of[s]) < middle)
     held_out = tuple(s for s in sizes if np.log(n_of[s]) >= middle)
-    if len(fitted) < 2 or not held_out:
+    if len(fitted) < 2 or not held_out or np.log(n_of[fitted[-1]] / n_of[fitted[0]]) < MIN_NESTED_SPAN:
         return None
     return NestedSplit(fitted, held_out)
 
 
 def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
     """Fit every design of ``config`` on the lower sizes, score it on the upper sizes, and derive each design's
-    kappa and the stacking weights. A ladder with no nested split gives the first design weight 1, kappa 0."""
+    kappa and the stacking weights. A ladder with no nested split gives every design the same weight (the
+    weights' prior mean) and kappa 0."""
     from bayesladder.bayes.diagnostics import convergence
     from bayesladder.bayes.fit import fit_design
 
@@ -96,7 +99,7 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
     runs = config.check(ds)
     split = nested_split(ds, runs)
     if split is None:
-        weights = {d: float(i == 0) for i, d in enumerate(designs)}
+        weights = {d: 1.0 / len(designs) for d in designs}
         return Calibration(None, weights, {d: 0.0 for d in designs}, pd.DataFrame({"design": designs}))
     nested_config = replace(config, selection=replace(config.selection, sizes=split.fitted))
     held_out = _held_out_runs(ds, runs, split)

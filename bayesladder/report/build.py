@@ -167,8 +167,9 @@ def designs_section(fitted: LadderFit) -> Section:
     calibration = fitted.calibration
     if calibration.split is None:
         text = (
-            f"The ladder has too few sizes for a nested backtest (it needs 2 below the middle of its N range and 1 "
-            f"above), so {fitted.config.designs[0]} predicts alone, with no added discrepancy."
+            "The ladder has too few sizes, or too close, for a nested backtest (it needs 2 below the middle of its "
+            "N range, a factor 1.65 apart, and 1 above), so the designs are mixed in equal parts, with no added "
+            "discrepancy."
         )
         return Section("designs", "Designs and extrapolation", text)
     split = calibration.split
