@@ -145,7 +145,8 @@ def _densities(parts, actual: np.ndarray, distance: np.ndarray, kappa: float) ->
         var = part.measurement_sd**2 + (kappa * distance[i] * part.slope) ** 2
         z = (actual[i] - part.mean) ** 2 / var
         out[i] = np.mean(np.exp(-0.5 * z) / np.sqrt(2 * np.pi * var), axis=0)
-    return np.maximum(out, 1e-300)
+    # a value the dataset does not hold counts as density 1 for every design: it moves neither kappa nor weights
+    return np.where(np.isnan(actual), 1.0, np.maximum(out, 1e-300))
 
 
 def _best_kappa(parts, actual: np.ndarray, distance: np.ndarray) -> float:
@@ -165,7 +166,12 @@ def _point_scores(parts, actual: np.ndarray, distance: np.ndarray, kappa: float,
         lo, median, hi = np.quantile(acc, [0.05, 0.5, 0.95], axis=0)
         errors.append(median - actual[i])
         covered.append((lo <= actual[i]) & (actual[i] <= hi))
-    return dict(mae=float(np.abs(errors).mean()), coverage90=float(np.mean(covered)), n=int(actual.size))
+    known = ~np.isnan(actual)
+    return dict(
+        mae=float(np.abs(np.array(errors))[known].mean()),
+        coverage90=float(np.array(covered)[known].mean()),
+        n=int(known.sum()),
+    )
 
 
 def stacking_weights(densities: np.ndarray, units: int | None = None) -> np.ndarray:
