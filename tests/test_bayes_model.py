@@ -305,25 +305,30 @@ SIMULATED_DRAWS = 1000
 
 
 @pytest.fixture(scope="module")
-def sharp_point(simulated):
-    """A parameter point of the two-step model where what a prediction must get right shows: a size's loss effect
-    (3%) well above the run noise (1%), large step-2 size residuals (0.5 logit) and trends (0.3 and -0.2 logit per
-    e-fold of N), little measurement jitter. (model, named values)."""
-    model = build_model(simulated)
-    point = jittered_point(model, seed=9)
-    point |= {
-        "loss_size_scale_log__": np.log(0.03),
-        "loss_noise_log__": np.full(2, np.log(0.01)),
-        "acc_size_scale_log__": np.log(0.5),
-        "size_residual_free": 0.5 * np.random.default_rng(9).standard_normal(point["size_residual_free"].shape),
-        "trend": np.array([0.3, -0.2]),
-        "acc_jitter_log__": np.full(2, np.log(0.002)),
-        # accuracies well inside (0, 1): level 0.5 and 0.6 at the mean step-2 loss, floors half of that
-        "level_logit": np.array([0.0, 0.4]),
-        "floor_split": np.zeros(2),
-        "log_k": np.zeros(2),
-    }
-    return model, named_values(model, point)
+def sharp_points(simulated):
+    """Per design, (model, named values) at a parameter point where what a prediction must get right shows: a size's
+    loss effect (3%) well above the run noise (1%), large step-2 size residuals (0.5 logit) and trends (0.3 and -0.2
+    logit per e-fold of N), little measurement jitter, accuracies well inside (0, 1)."""
+    points = {}
+    for design in ("two-step", "single-step"):
+        model = build_model(simulated, blocks=DESIGNS[design])
+        point = jittered_point(model, seed=9)
+        point |= {
+            "acc_size_scale_log__": np.log(0.5),
+            "size_residual_free": 0.5 * np.random.default_rng(9).standard_normal(point["size_residual_free"].shape),
+            "acc_jitter_log__": np.full(2, np.log(0.002)),
+            "level_logit": np.array([0.0, 0.4]),  # 0.5 and 0.6 at the ladder's centre, floors half of that
+            "floor_split": np.zeros(2),
+        }
+        if design == "two-step":
+            point |= {
+                "loss_size_scale_log__": np.log(0.03),
+                "loss_noise_log__": np.full(2, np.log(0.01)),
+                "trend": np.array([0.3, -0.2]),
+                "log_k": np.zeros(2),
+            }
+        points[design] = model, named_values(model, point)
+    return points
 
 
 def prediction_target(data, where: str) -> tuple[str | None, float, float]:
@@ -352,10 +357,10 @@ def new_run_log_loss(data, model, values, size: str | None, n_params: float, tok
 
 
 @pytest.mark.parametrize("where", ["ladder size", "new size"])
-def test_predicted_losses_are_the_models_distribution_of_a_new_run(simulated, sharp_point, where):
+def test_predicted_losses_are_the_models_distribution_of_a_new_run(simulated, sharp_points, where):
     """At a ladder size a target's ln loss is the conditional Normal of one more run of that size given its runs
     (its size effect learned); at a new size, the size effect is fresh: mean on the curve, variance noise + size."""
-    model, values = sharp_point
+    model, values = sharp_points["two-step"]
     size, n_params, tokens = prediction_target(simulated, where)
     posterior = as_posterior(model, repeat(values, PREDICTION_DRAWS))
     parts = predict.components(posterior, simulated, "two-step", n_params, tokens, size, seed=1)
@@ -368,19 +373,20 @@ def test_predicted_losses_are_the_models_distribution_of_a_new_run(simulated, sh
             assert var < 0.5 * (noise_var + float(values["loss_size_scale"] ** 2))
 
 
-def simulate_accuracy_from_the_model(data, model, values, size, n_params: float, tokens: float, seed: int):
+def simulate_accuracy_from_the_model(data, design, model, values, size, n_params: float, tokens: float, seed: int):
     """(draws, tasks) measured final accuracies of a target, simulated with the model's own step-2 graph.
 
-    The expected loss is drawn from step 1's Normal (a new run's, less its run noise). The step-2 block is rebuilt
-    on data whose observations are those losses at the target's size, each the mean of as many checkpoints as a
-    final value; pm.do fixes its parameters at the point and pm.draw simulates the observations. For a new size,
-    each draw gets a size of its own at the target's ln N, with a fresh residual.
+    Two-step: the expected loss is drawn from step 1's Normal (a new run's, less its run noise). The design's
+    accuracy block is rebuilt on data whose observations are at the target (its size, its D, those losses), each the
+    mean of as many checkpoints as a final value; pm.do fixes its parameters at the point and pm.draw simulates the
+    observations. For a new size, each draw gets a size of its own at the target's ln N, with a fresh residual.
     """
     rng = np.random.default_rng(seed)
     k, tasks = SIMULATED_DRAWS, np.arange(len(data.tasks))
-    loss = np.empty((k, len(tasks)))
-    for t, (mean, var, noise_var) in enumerate(new_run_log_loss(data, model, values, size, n_params, tokens)):
-        loss[:, t] = np.exp(mean + np.sqrt(var - noise_var) * rng.standard_normal(k))
+    loss = np.ones((k, len(tasks)))  # single-step: no loss
+    if design == "two-step":
+        for t, (mean, var, noise_var) in enumerate(new_run_log_loss(data, model, values, size, n_params, tokens)):
+            loss[:, t] = np.exp(mean + np.sqrt(var - noise_var) * rng.standard_normal(k))
     sizes, size_x, residual = list(data.sizes), data.size_x, values["size_residual"]
     if size is not None:
         size_of = np.full((k, len(tasks)), data.sizes.index(size))
@@ -401,21 +407,22 @@ def simulate_accuracy_from_the_model(data, model, values, size, n_params: float,
         s2_acc=np.full(points, 0.5),  # not used: the observations are simulated
         s2_count=np.full(points, data.final_count),
     )
-    step2 = build_model(target_data, blocks=("accuracy",))
+    step2 = build_model(target_data, blocks=DESIGNS[design][-1:])
     fixed = {rv.name: values[rv.name] for rv in step2.free_RVs if rv.name != "size_residual_free"}
     at_point = pm.do(step2, fixed | {"size_residual": residual})
     return pm.draw(at_point["accuracy"], random_seed=seed, mode=FAST).reshape(k, len(tasks))
 
 
+@pytest.mark.parametrize("design", ["two-step", "single-step"])
 @pytest.mark.parametrize("where", ["ladder size", "new size"])
-def test_predicted_accuracies_match_a_simulation_from_the_model(simulated, sharp_point, where):
+def test_predicted_accuracies_match_a_simulation_from_the_model(simulated, sharp_points, design, where):
     """predict.design_draws (what predict and the stacked mixture draw from) against the model simulated directly:
     the same distribution of a target's measured accuracy (two-sample KS test, mean and SD)."""
-    model, values = sharp_point
+    model, values = sharp_points[design]
     size, n_params, tokens = prediction_target(simulated, where)
     posterior = as_posterior(model, repeat(values, PREDICTION_DRAWS))
-    _, predicted = predict.design_draws(posterior, simulated, "two-step", n_params, tokens, size, seed=2)
-    direct = simulate_accuracy_from_the_model(simulated, model, values, size, n_params, tokens, seed=3)
+    _, predicted = predict.design_draws(posterior, simulated, design, n_params, tokens, size, seed=2)
+    direct = simulate_accuracy_from_the_model(simulated, design, model, values, size, n_params, tokens, seed=3)
     for t in range(len(simulated.tasks)):
         p, d = predicted[:, t], direct[:, t]
         quantiles = (np.quantile(p, [0.05, 0.5, 0.95]), np.quantile(d, [0.05, 0.5, 0.95]))
