@@ -77,6 +77,13 @@ def backtest(name: str, seed: int, folder: Path) -> pd.DataFrame:
     start = time.perf_counter()
     ranking, _ = compare(ds, config, list(held_out), list(DESIGNS))
     print(f"  {name} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    # as it comes, so that an interrupted run still shows what it measured (fractions; the final table: points)
+    print(
+        ranking[["design", "mae", "bias", "coverage", "n", "mean_width", "max_rhat", "divergences"]].to_string(
+            index=False, float_format="{:.4f}".format
+        ),
+        flush=True,
+    )
     return ranking.assign(backtest=name, seed=seed)
 
 
