@@ -44,13 +44,15 @@ DESIGNS: dict[str, tuple[str, ...]] = {
 # draw count, at a higher acceptance target (on the OLMo ladder's 190M/370M: R-hat 1.013-1.022 and ESS ~250
 # at 1000 draws; <= 1.005 and >= 650 with this, for 5 s). The step-2 blocks run 2x longer chains: the scale of
 # the sizes' own shifts mixes slowest (bulk ESS 360 of 4000 draws on all 19 Gemstones models, R-hat 1.018 on
-# their nested fit, seed 0), and the single-step block, whose power law in N two nested sizes barely pin, a
-# higher acceptance target (1 divergence on the OLMo ladder's 190M/370M, all tasks, seed 0).
+# their nested fit, seed 0). The single-step block runs at a higher acceptance target: fitted on the OLMo ladder's
+# 190M/370M with all tasks, it diverged on winogrande, still near chance there (its floor meets its level, where
+# the logit slope in N runs off to match a flat accuracy): 0, 3, 3 divergences at seeds 0-2 at 0.9; 0, 0, 0 and
+# 1 at seed 3 at 0.95. Sampling that slope in accuracy units would remove the funnel itself.
 BLOCK_SAMPLING = {
     "loss": {"adaptation": "low_rank", "thin": 3, "min_target_accept": 0.95},
     "loss_flops": {"adaptation": "low_rank", "thin": 3, "min_target_accept": 0.95},
     "accuracy": {"adaptation": "draw_diag", "thin": 2, "min_target_accept": 0.0},
-    "direct": {"adaptation": "draw_diag", "thin": 2, "min_target_accept": 0.9},
+    "direct": {"adaptation": "draw_diag", "thin": 2, "min_target_accept": 0.95},
 }
 SAMPLE_STATS = ("diverging", "energy", "depth", "maxdepth_reached", "n_steps", "step_size")
 
