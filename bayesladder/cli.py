@@ -294,7 +294,9 @@ def describe_calibration(fitted) -> str:
         f"{d} {calibration.weights[d]:.2f} (kappa {calibration.kappa[d]:.2f})" for d in fitted.config.designs
     )
     if calibration.split is None:
-        return f"designs: {parts} (no nested backtest: the ladder has too few sizes)"
+        return (
+            f"designs mixed in equal parts: {parts} (no nested backtest: the ladder's sizes are too few or too close)"
+        )
     split = calibration.split
     return (
         f"designs stacked by the nested backtest (sizes {', '.join(split.fitted)} -> {', '.join(split.held_out)}): "
@@ -432,6 +434,8 @@ def fit(
         "tuning draws per model"
     )
     fitted = fit_model(ds, config, progress=stage)
+    if fitted.data.final_only:
+        note("every run was evaluated once (a final-only ladder): step 2 was fitted on the runs' final points")
     note(describe_calibration(fitted))
     stage("checking the diagnostics (R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO, PPC)")
     thresholds = Thresholds()
@@ -494,7 +498,7 @@ def predict(
         shown,
         title=(
             f"Prediction for {spec.name} (N={spec.n_params:.3g}, D={spec.tokens:.3g}: {beyond.describe()}): "
-            "median and 50% / 90% intervals; loss in bits/byte, accuracy in points"
+            f"median and 50% / 90% intervals; loss in {fitted.data.loss_units}, accuracy in points"
         ),
     )
 

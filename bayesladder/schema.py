@@ -267,6 +267,11 @@ def read(path: str | os.PathLike) -> xr.Dataset:
     return ds
 
 
+def loss_units(ds: xr.Dataset) -> str:
+    """What the dataset's task loss is measured in (one of :data:`TASK_LOSS_UNITS`)."""
+    return str(ds["task_loss"].attrs.get("units", "bits/byte"))
+
+
 def content_hash(ds: xr.Dataset) -> str:
     """A short hash of the numbers and labels a fit depends on (not of file bytes or timestamps)."""
     h = hashlib.sha256()

@@ -2,7 +2,8 @@
 
 The truth follows the model's own two steps: L(N, D) = E + A (N/N_ref)^-alpha + B (D/D_ref)^-beta,
 then accuracy = floor + (1 - floor) sigmoid(-k (L - L0)), with measurement noise on both (and,
-optionally, per-size deviations from both curves, as the model's size effects).
+optionally, per-size deviations from both curves, as the model's size effects; the accuracy's may
+trend with N, as on real ladders where a larger model does better at equal task loss).
 """
 
 from __future__ import annotations
@@ -61,15 +62,36 @@ def true_accuracy(truth: TaskTruth, loss, logit_shift: float = 0.0):
     return truth.floor + (1 - truth.floor) * expit(-truth.k * (loss - truth.L0) + logit_shift)
 
 
+def draw_trends(rng: np.random.Generator, tasks, shared=(-0.05, 0.3), task_sd: float = 0.05) -> dict[str, float]:
+    """Per task: how much the accuracy logit at equal task loss rises per e-fold of N. A trend shared by the
+    tasks, uniform in ``shared`` (from none, as on the OLMo ladder, to Gemstones' ~0.27), plus each task's own."""
+    common = rng.uniform(*shared)
+    return {t: common + task_sd * rng.standard_normal() for t in tasks}
+
+
 def draw_size_effects(
-    rng: np.random.Generator, sizes, tasks, loss_sd: float = 0.01, acc_sd: float = 0.05
+    rng: np.random.Generator,
+    sizes,
+    tasks,
+    loss_sd: float = 0.01,
+    acc_sd: float = 0.05,
+    trends: dict[str, float] | None = None,
 ) -> dict[tuple[str, str], tuple[float, float]]:
     """Per (size, task): (relative loss deviation, accuracy logit shift), as the model's per-size effects.
 
     Every size (a ladder size or a target's own) deviates from the smooth curves by its own amount;
-    pass the result to :func:`simulate_ladder` as ``size_effects``.
+    pass the result to :func:`simulate_ladder` as ``size_effects``. With ``trends`` (per task, see
+    :func:`draw_trends`; ``sizes`` then maps each name to its N), a size's accuracy shift is its task's
+    trend x ln(N / N_ref) plus its own residual: a size beyond the ladder deviates further, as it does
+    on real ladders.
     """
-    return {(s, t): (loss_sd * rng.standard_normal(), acc_sd * rng.standard_normal()) for s in sizes for t in tasks}
+    log_n_ref = reference_point()[0]
+    effects = {}
+    for s in sizes:
+        for t in tasks:
+            trend = trends[t] * (np.log(sizes[s]) - log_n_ref) if trends else 0.0
+            effects[(s, t)] = (loss_sd * rng.standard_normal(), trend + acc_sd * rng.standard_normal())
+    return effects
 
 
 def reference_point() -> tuple[float, float]:

@@ -8,9 +8,9 @@ in the same run.
 
     python benchmarks/bench_accuracy.py [--seeds 0,1,2] [--only olmo-3b,gemstones-1b]
 
-Data: ../shared/data/olmo-ladder/raw (imported here) and ../shared/data/gemstones/gemstones.csv (imported with
---units nats and --final-checkpoints 1: its checkpoints are points of one constant-rate run, so a model's final
-value is its last checkpoint), and the shipped micro ladder.
+Data: ../shared/data/olmo-ladder/raw (imported here), ../shared/data/gemstones/gemstones.csv (imported with
+--units nats; a run's final value is the mean of its last 5 checkpoints, as for every dataset by default, which
+is how the paper fit's reference MAE of 1.66 on it was measured) and the shipped micro ladder.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def load(name: str, folder: Path):
         if name == "olmo":
             schema.write(olmo_ladder.import_dir(SHARED / "olmo-ladder" / "raw"), path)
         elif name == "gemstones":
-            ds = long_csv.import_file(SHARED / "gemstones" / "gemstones.csv", units="nats", final_checkpoints=1)
+            ds = long_csv.import_file(SHARED / "gemstones" / "gemstones.csv", units="nats")
             schema.write(ds, path)
         else:
             return schema.read(datasets.micro_ladder())

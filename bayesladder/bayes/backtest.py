@@ -68,8 +68,8 @@ def prediction_rows(
             row |= dict(
                 actual_acc=a,
                 actual_loss=float(actual.loc[task, "task_loss"]) if actual is not None else np.nan,
-                covered=bool(row[f"acc_{lo}"] <= a <= row[f"acc_{hi}"]) if actual is not None else None,
-                crps=crps(acc[:, i], a) if actual is not None else np.nan,
+                covered=bool(row[f"acc_{lo}"] <= a <= row[f"acc_{hi}"]) if np.isfinite(a) else None,
+                crps=crps(acc[:, i], a) if np.isfinite(a) else np.nan,
                 error=row["acc_median"] - a,
                 baseline_error=row["baseline_acc"] - a,
             )
@@ -128,6 +128,7 @@ def summarise(table: pd.DataFrame, by: str = "run") -> pd.DataFrame:
     interval, baseline MAE (:data:`SUMMARY_COLUMNS`)."""
 
     def one(group: pd.DataFrame) -> dict:
+        group = group[group["actual_acc"].notna()]  # a task the dataset did not evaluate for a run
         return dict(
             n=len(group),
             mae=float(group["error"].abs().mean()),
@@ -149,12 +150,9 @@ def refit_checks(fitted: LadderFit) -> dict:
     from bayesladder.bayes.diagnostics import diagnose
 
     checked = diagnose(fitted)
-    nested = fitted.calibration.scores
-    nested_rhat = float(nested["max_rhat"].max()) if "max_rhat" in nested else float("nan")
-    nested_divergences = int(nested["divergences"].sum()) if "divergences" in nested else 0
     return dict(
-        max_rhat=float(np.nanmax([checked.max_rhat, nested_rhat])),
-        divergences=checked.divergences + nested_divergences,
+        max_rhat=float(np.nanmax([checked.max_rhat, checked.nested_max_rhat])),
+        divergences=checked.divergences + checked.nested_divergences,
         diagnostics_ok=checked.ok,
         failures="; ".join(checked.failures),
     )

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from bayesladder import schema
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import FINAL_CHECKPOINTS, final_only, final_points, step2_checkpoints
 
@@ -58,6 +59,7 @@ class ModelData:
     s2_count: np.ndarray  # checkpoints averaged into each point
     final_count: int  # checkpoints averaged into a run's final value (a target's measured accuracy)
     final_only: bool  # every run evaluated once: step 2 fits the runs' final points
+    loss_units: str = "bits/byte"  # what the task loss is measured in (schema.TASK_LOSS_UNITS)
 
     @property
     def single_length(self) -> bool:
@@ -176,8 +178,9 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str], need_loss: bool =
         s2_loss=s2_loss,
         s2_acc=np.concatenate(s2["acc"]),
         s2_count=np.concatenate(s2["count"]),
-        final_count=int(ds.attrs.get("final_checkpoints", FINAL_CHECKPOINTS)),
+        final_count=1 if final_only(ds, runs) else int(ds.attrs.get("final_checkpoints", FINAL_CHECKPOINTS)),
         final_only=final_only(ds, runs),
+        loss_units=schema.loss_units(ds),
     )
 
 

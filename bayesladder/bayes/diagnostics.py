@@ -46,6 +46,9 @@ class Diagnostics:
     elpd_loo: float
     ppc_loss_coverage90: float
     ppc_acc_coverage90: float
+    nested_max_rhat: float  # the nested backtest's fits (bayes.stacking), NaN without one
+    nested_min_ess: float
+    nested_divergences: int
     failures: tuple[str, ...]
 
     def record(self) -> dict:
@@ -78,8 +81,9 @@ def convergence(design) -> dict:
 
 
 def diagnose(fit: LadderFit, thresholds: Thresholds | None = None) -> Diagnostics:
-    """Every fitted design's sampler checks (the worst over designs decides), and the primary design's PSIS-LOO
-    and posterior predictive checks."""
+    """Every fitted design's sampler checks (the worst over designs decides) and those of the nested backtest's
+    fits (their predictions set the stacking weights and the discrepancy), and the primary design's PSIS-LOO and
+    posterior predictive checks."""
     import arviz as az
 
     thresholds = thresholds or Thresholds()
@@ -101,6 +105,13 @@ def diagnose(fit: LadderFit, thresholds: Thresholds | None = None) -> Diagnostic
     coverage = {name: _coverage90(replicated[name], observed[name].values) if name in replicated else float("nan")
                 for name in ("log_loss", "accuracy")}  # fmt: skip
 
+    nested = fit.calibration.scores
+    has_nested = "max_rhat" in nested
+    nested_checks = dict(
+        nested_max_rhat=float(nested["max_rhat"].max()) if has_nested else float("nan"),
+        nested_min_ess=float(nested["min_ess"].min()) if has_nested else float("nan"),
+        nested_divergences=int(nested["divergences"].sum()) if has_nested else 0,
+    )
     failures = []
     rhat, ess = worst["max_rhat"], min(worst["min_ess_bulk"], worst["min_ess_tail"])
     if not rhat <= thresholds.max_rhat:
@@ -109,6 +120,13 @@ def diagnose(fit: LadderFit, thresholds: Thresholds | None = None) -> Diagnostic
         failures.append(f"ESS {ess:.0f} < {thresholds.min_ess:.0f}")
     if worst["divergences"] > thresholds.max_divergences:
         failures.append(f"{worst['divergences']} divergent transitions")
+    if has_nested:
+        if not nested_checks["nested_max_rhat"] <= thresholds.max_rhat:
+            failures.append(f"nested backtest: R-hat {nested_checks['nested_max_rhat']:.3f} > {thresholds.max_rhat}")
+        if not nested_checks["nested_min_ess"] >= thresholds.min_ess:
+            failures.append(f"nested backtest: ESS {nested_checks['nested_min_ess']:.0f} < {thresholds.min_ess:.0f}")
+        if nested_checks["nested_divergences"] > thresholds.max_divergences:
+            failures.append(f"nested backtest: {nested_checks['nested_divergences']} divergent transitions")
     if not worst["min_bfmi"] >= thresholds.min_bfmi:
         failures.append(f"E-BFMI {worst['min_bfmi']:.2f} < {thresholds.min_bfmi}")
     if worst["tree_depth_saturated"]:
@@ -120,6 +138,7 @@ def diagnose(fit: LadderFit, thresholds: Thresholds | None = None) -> Diagnostic
         elpd_loo=float(loo.elpd),
         ppc_loss_coverage90=coverage["log_loss"],
         ppc_acc_coverage90=coverage["accuracy"],
+        **nested_checks,
         failures=tuple(failures),
     )
 
@@ -239,4 +258,28 @@ def checks(diag: Diagnostics, t: Thresholds) -> list[dict]:
         dict(check="PPC 90% coverage, task loss", value=diag.ppc_loss_coverage90, rule="near 0.90", status="info"),
         dict(check="PPC 90% coverage, accuracy", value=diag.ppc_acc_coverage90, rule="near 0.90", status="info"),
         dict(check="mean tree depth", value=diag.mean_tree_depth, rule="", status="info"),
+        *(
+            [
+                check(
+                    "nested backtest: max R-hat",
+                    diag.nested_max_rhat,
+                    f"<= {t.max_rhat}",
+                    diag.nested_max_rhat <= t.max_rhat,
+                ),
+                check(
+                    "nested backtest: min ESS",
+                    diag.nested_min_ess,
+                    f">= {t.min_ess:.0f}",
+                    diag.nested_min_ess >= t.min_ess,
+                ),
+                check(
+                    "nested backtest: divergences",
+                    diag.nested_divergences,
+                    f"<= {t.max_divergences}",
+                    diag.nested_divergences <= t.max_divergences,
+                ),
+            ]
+            if not np.isnan(diag.nested_max_rhat)
+            else []
+        ),
     ]

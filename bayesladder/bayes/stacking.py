@@ -34,6 +34,7 @@ from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import actual_final, resolve_target
 
 DIRICHLET = 2.0  # the weights' prior concentration: keeps a design in unless the evidence is strong
+MIN_NESTED_SPAN = 0.5  # e-folds of N (a factor 1.65) the nested fit's sizes must span
 MAX_KAPPA = 2.0  # logits per e-fold of N: far beyond anything a ladder has shown (Gemstones: ~0.1)
 
 
@@ -52,7 +53,7 @@ class Calibration:
     split: NestedSplit | None
     weights: dict[str, float]
     kappa: dict[str, float]
-    scores: pd.DataFrame  # one row per design: log score, MAE, 90% coverage, max R-hat, divergences of its refit
+    scores: pd.DataFrame  # per design: log score, MAE, 90% coverage; its nested fit's max R-hat, min ESS, divergences
 
     def record(self) -> dict:
         return {
@@ -74,21 +75,23 @@ class Calibration:
 
 
 def nested_split(ds: xr.Dataset, runs: list[str]) -> NestedSplit | None:
-    """Sizes by N, split at the geometric middle of their range; None when either part would have < 2 sizes or
-    no run (then the designs cannot be compared and the first design is used alone, with no discrepancy)."""
+    """Sizes by N, split at the geometric middle of their range. None when the lower part would have fewer than 2
+    sizes or span less than :data:`MIN_NESTED_SPAN` e-folds of N (it could not test an extrapolation: a curve
+    in N cannot be fitted on it), or the upper part no size."""
     n_of = {str(s): float(n) for s, n in zip(ds["size"].sel(run=runs).values, ds["n_params"].sel(run=runs).values)}
     sizes = sorted(n_of, key=n_of.get)
     middle = 0.5 * (np.log(n_of[sizes[0]]) + np.log(n_of[sizes[-1]]))
     fitted = tuple(s for s in sizes if np.log(n_of[s]) < middle)
     held_out = tuple(s for s in sizes if np.log(n_of[s]) >= middle)
-    if len(fitted) < 2 or not held_out:
+    if len(fitted) < 2 or not held_out or np.log(n_of[fitted[-1]] / n_of[fitted[0]]) < MIN_NESTED_SPAN:
         return None
     return NestedSplit(fitted, held_out)
 
 
 def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
     """Fit every design of ``config`` on the lower sizes, score it on the upper sizes, and derive each design's
-    kappa and the stacking weights. A ladder with no nested split gives the first design weight 1, kappa 0."""
+    kappa and the stacking weights. A ladder with no nested split gives every design the same weight (the
+    weights' prior mean) and kappa 0."""
     from bayesladder.bayes.diagnostics import convergence
     from bayesladder.bayes.fit import fit_design
 
@@ -96,7 +99,7 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
     runs = config.check(ds)
     split = nested_split(ds, runs)
     if split is None:
-        weights = {d: float(i == 0) for i, d in enumerate(designs)}
+        weights = {d: 1.0 / len(designs) for d in designs}
         return Calibration(None, weights, {d: 0.0 for d in designs}, pd.DataFrame({"design": designs}))
     nested_config = replace(config, selection=replace(config.selection, sizes=split.fitted))
     held_out = _held_out_runs(ds, runs, split)
@@ -115,7 +118,7 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
         rows.append(
             dict(design=design, kappa=kappa, log_score=float(np.log(densities[design]).sum()),
                  **_point_scores(parts, actual, distance, kappa), max_rhat=check["max_rhat"],
-                 divergences=check["divergences"])
+                 min_ess=min(check["min_ess_bulk"], check["min_ess_tail"]), divergences=check["divergences"])
         )  # fmt: skip
     weights = stacking_weights(np.column_stack([densities[d].ravel() for d in designs]), units=len(split.held_out))
     weights = {d: float(w) for d, w in zip(designs, weights)}
@@ -142,7 +145,8 @@ def _densities(parts, actual: np.ndarray, distance: np.ndarray, kappa: float) ->
         var = part.measurement_sd**2 + (kappa * distance[i] * part.slope) ** 2
         z = (actual[i] - part.mean) ** 2 / var
         out[i] = np.mean(np.exp(-0.5 * z) / np.sqrt(2 * np.pi * var), axis=0)
-    return np.maximum(out, 1e-300)
+    # a value the dataset does not hold counts as density 1 for every design: it moves neither kappa nor weights
+    return np.where(np.isnan(actual), 1.0, np.maximum(out, 1e-300))
 
 
 def _best_kappa(parts, actual: np.ndarray, distance: np.ndarray) -> float:
@@ -162,7 +166,12 @@ def _point_scores(parts, actual: np.ndarray, distance: np.ndarray, kappa: float,
         lo, median, hi = np.quantile(acc, [0.05, 0.5, 0.95], axis=0)
         errors.append(median - actual[i])
         covered.append((lo <= actual[i]) & (actual[i] <= hi))
-    return dict(mae=float(np.abs(errors).mean()), coverage90=float(np.mean(covered)), n=int(actual.size))
+    known = ~np.isnan(actual)
+    return dict(
+        mae=float(np.abs(np.array(errors))[known].mean()),
+        coverage90=float(np.array(covered)[known].mean()),
+        n=int(known.sum()),
+    )
 
 
 def stacking_weights(densities: np.ndarray, units: int | None = None) -> np.ndarray:

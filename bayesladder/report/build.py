@@ -111,7 +111,7 @@ def build(
     noisy = set(variance_table.loc[variance_table["noisy"], "task"]) if variance_table is not None else set()
     progress("drawing the figures")
     sections = [
-        predictions_section(predictions, specs, beyond, noisy, base_note),
+        predictions_section(predictions, specs, beyond, noisy, base_note, fitted.data.loss_units),
         Section(
             "chained",
             "Chained prediction",
@@ -170,8 +170,9 @@ def designs_section(fitted: LadderFit) -> Section:
     calibration = fitted.calibration
     if calibration.split is None:
         text = (
-            f"The ladder has too few sizes for a nested backtest (it needs 2 below the middle of its N range and 1 "
-            f"above), so {fitted.config.designs[0]} predicts alone, with no added discrepancy."
+            "The ladder has too few sizes, or too close, for a nested backtest (it needs 2 below the middle of its "
+            "N range, a factor 1.65 apart, and 1 above), so the designs are mixed in equal parts, with no added "
+            "discrepancy."
         )
         return Section("designs", "Designs and extrapolation", text)
     split = calibration.split
@@ -202,10 +203,10 @@ def headline_table(ds, tasks, specs, draws, base_fits, beyond) -> pd.DataFrame:
     )
 
 
-def predictions_section(predictions, specs, beyond, noisy, base_note) -> Section:
+def predictions_section(predictions, specs, beyond, noisy, base_note, loss_units: str) -> Section:
     """One readable table per target: accuracy in points, intervals as ranges, actual and errors where known."""
     text = (
-        "Per target and task: the posterior median of task loss (bits per byte) and accuracy (in points, i.e. "
+        f"Per target and task: the posterior median of task loss ({loss_units}) and accuracy (in points, i.e. "
         "percent), with the 50% and 90% intervals, beside the paper's point fit on the same ladder (paper fit) "
         "and, where the dataset holds the target, its actual final value and the errors (median - actual)."
     )
@@ -384,6 +385,13 @@ def provenance_section(fitted: LadderFit, ds, dataset_path, runs, runs_all, spec
             else "none",
         ),
         ("tasks", ", ".join(cfg.tasks)),
+        (
+            "step-2 points",
+            "each run's one evaluation (a final-only ladder: step 2 is fitted on the runs' final points)"
+            if fitted.data.final_only
+            else "every checkpoint after each run's first 10%, in blocks of up to 10",
+        ),
+        ("task loss units", fitted.data.loss_units),
         ("targets", "; ".join(f"{s.name} (N={s.target.n_params:.4g}, D={s.target.tokens:.4g})" for s in specs)),
         ("sampler", f"nutpie, {cfg.chains} chains x {cfg.draws} draws after {cfg.tune} tuning, seed {cfg.seed}"),
         ("priors overridden", ", ".join(sorted(cfg.priors)) or "none (defaults)"),
