@@ -108,8 +108,8 @@ def flops(ds, run: str) -> float:
     return 6.0 * spec.n_params * spec.tokens
 
 
-def retrospective(setup: dict, sampler: dict, seed: int) -> pd.DataFrame:
-    ds, tasks, budget = setup["ds"], setup["tasks"], setup["budget"]
+def retrospective(setup: dict, sampler: dict, seed: int, budget: float | None = None) -> pd.DataFrame:
+    ds, tasks, budget = setup["ds"], setup["tasks"], budget or setup["budget"]
     target = resolve_target(ds, setup["target"], None, None)
     target_size = str(ds["size"].sel(run=target.name).values)
     refit = Refits(ds, tasks, sampler)
@@ -156,7 +156,7 @@ def retrospective(setup: dict, sampler: dict, seed: int) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
 
 
-def refit_check(sampler: dict, seed: int, repeats: int) -> pd.DataFrame:
+def refit_check(sampler: dict, seed: int, repeats: int, candidates: list[str]) -> pd.DataFrame:
     """The update's expected width against refits on simulated outcomes (see the module docstring)."""
     ds = olmo_ladder.import_dir(SHARED / "olmo-ladder" / "raw")
     lengths = ("1xC", "2xC", "5xC", "10xC")
@@ -166,7 +166,7 @@ def refit_check(sampler: dict, seed: int, repeats: int) -> pd.DataFrame:
     fitted, _ = refit(runs)
     target = resolve_target(ds, "3B-10xC", None, None)
     pre = Preposterior(fitted, target, "3B", seed=seed)
-    table = pd.DataFrame({"size": ["3B", "760M", "190M"], "length": ["1xC", "0.5xC", "1xC"]})
+    table = pd.DataFrame([c.split(":", 1) for c in candidates], columns=["size", "length"])
     rungs = resolve_candidates(ds, fitted, target, "3B", table=table)
     before = pre.evaluate()
     # outcomes of each design's predictive, in proportion to the stacking weights (as the update draws them)
@@ -221,6 +221,10 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=4, help="refits per candidate (refits)")
+    parser.add_argument(
+        "--candidates", default="3B:1xC,760M:0.5xC,190M:1xC", help="SIZE:LENGTH,... to check against refits (refits)"
+    )
+    parser.add_argument("--budget", type=float, default=None, help="FLOPs each strategy may spend (olmo, gemstones)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
     sampler = dict(chains=args.chains, draws=args.draws, tune=args.tune, seed=args.seed)
@@ -229,9 +233,9 @@ def main() -> None:
         timing(args.seed)
         return
     if args.what == "refits":
-        table = refit_check(sampler, args.seed, args.repeats)
+        table = refit_check(sampler, args.seed, args.repeats, args.candidates.split(","))
     else:
-        table = retrospective(olmo() if args.what == "olmo" else gemstones(), sampler, args.seed)
+        table = retrospective(olmo() if args.what == "olmo" else gemstones(), sampler, args.seed, args.budget)
     print(table.round(2).to_string(index=False))
     if args.json is not None:
         schema_free = table.to_dict(orient="records")
