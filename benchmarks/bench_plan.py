@@ -17,7 +17,8 @@ gave.
 that the preposterior update expects, against the mean over refits on its own simulated outcomes (each added to the
 ladder as a run, the whole fit redone, nested calibration included).
 
-Fits use 4 chains x 1000 draws (``--chains/--draws/--tune`` to change); run under ``nice``, one at a time.
+Fits use 4 chains x 1000 draws (``--chains/--draws/--tune`` to change); ``--budget`` and ``--max-steps`` shorten the
+retrospective, ``--candidates`` and ``--repeats`` the refits. Run under ``nice``, one at a time.
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def flops(ds, run: str) -> float:
     return 6.0 * spec.n_params * spec.tokens
 
 
-def retrospective(setup: dict, sampler: dict, seed: int, budget: float | None = None) -> pd.DataFrame:
+def retrospective(
+    setup: dict, sampler: dict, seed: int, budget: float | None = None, max_steps: int | None = None
+) -> pd.DataFrame:
     ds, tasks, budget = setup["ds"], setup["tasks"], budget or setup["budget"]
     target = resolve_target(ds, setup["target"], None, None)
     target_size = str(ds["size"].sel(run=target.name).values)
@@ -134,7 +137,7 @@ def retrospective(setup: dict, sampler: dict, seed: int, budget: float | None = 
                              max_rhat=checks["max_rhat"], divergences=checks["divergences"]))  # fmt: skip
             print("  " + json.dumps(rows[-1], default=str), flush=True)
             left = [r for r in cost if r not in added and spent + cost[r] <= budget]
-            if not left:
+            if not left or len(added) == max_steps:
                 break
             if strategy == "plan":
                 table = pd.DataFrame({"size": [str(ds["size"].sel(run=r).values) for r in left],
@@ -225,6 +228,7 @@ def main() -> None:
         "--candidates", default="3B:1xC,760M:0.5xC,190M:1xC", help="SIZE:LENGTH,... to check against refits (refits)"
     )
     parser.add_argument("--budget", type=float, default=None, help="FLOPs each strategy may spend (olmo, gemstones)")
+    parser.add_argument("--max-steps", type=int, default=None, help="runs each strategy adds at most (olmo, gemstones)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
     sampler = dict(chains=args.chains, draws=args.draws, tune=args.tune, seed=args.seed)
@@ -235,7 +239,9 @@ def main() -> None:
     if args.what == "refits":
         table = refit_check(sampler, args.seed, args.repeats, args.candidates.split(","))
     else:
-        table = retrospective(olmo() if args.what == "olmo" else gemstones(), sampler, args.seed, args.budget)
+        table = retrospective(
+            olmo() if args.what == "olmo" else gemstones(), sampler, args.seed, args.budget, args.max_steps
+        )
     print(table.round(2).to_string(index=False))
     if args.json is not None:
         schema_free = table.to_dict(orient="records")
