@@ -16,7 +16,7 @@ from bayesladder.bayes.data import prepare
 from bayesladder.bayes.fit import FitConfig, LadderFit, fit_design
 from bayesladder.bayes.plan import COLUMNS, plan, resolve_candidates, simulated_run
 from bayesladder.bayes.predict import components, predictive_draws
-from bayesladder.bayes.preposterior import Preposterior
+from bayesladder.bayes.preposterior import Preposterior, expected_crps
 from bayesladder.bayes.stacking import Calibration
 from bayesladder.combine import add_evaluations
 from bayesladder.errors import BayesLadderError
@@ -72,6 +72,7 @@ def test_a_rung_at_the_targets_size_beats_a_rerun_of_the_smallest_cell_per_flop(
     assert rerun["learns_noise"] > rerun["learns_extrapolation"]
     assert abs(rerun["gain"]) < 0.02 * own["gain"]
     assert own["width_after"] < 0.5 * own["width_before"]
+    assert own["crps_after"] < 0.6 * own["crps_before"]  # the CRPS shown beside falls with the width
 
 
 def test_the_width_before_is_the_predictions_own(simulated_fit):
@@ -85,6 +86,18 @@ def test_the_width_before_is_the_predictions_own(simulated_fit):
     low, high = np.quantile(acc, [0.05, 0.95], axis=0)
     before = Preposterior(fitted, TARGET, **FAST).evaluate()
     assert before.width == pytest.approx(float((high - low).mean()), rel=0.1)
+
+
+def test_the_expected_crps_of_a_normal_is_its_sd_over_root_pi():
+    """A forecast scored against actuals drawn from itself: CRPS = sd / sqrt(pi) for a normal (Gneiting and Raftery
+    2007), whether given as one component or as two equal ones; a wider normal scores worse in proportion."""
+    sd = np.array([0.02, 0.05])[None, None, :]
+    mean = np.full((1, 1, 2), 0.6)
+    one = expected_crps(mean, sd, np.ones((1, 1, 2)), np.random.default_rng(0), samples=20_000)
+    np.testing.assert_allclose(one[0], sd[0, 0] / np.sqrt(np.pi), rtol=0.03)
+    two = expected_crps(np.repeat(mean, 2, axis=1), np.repeat(sd, 2, axis=1), np.full((1, 2, 2), 0.5),
+                        np.random.default_rng(1), samples=20_000)  # fmt: skip
+    np.testing.assert_allclose(two, one, rtol=0.03)
 
 
 def test_a_budget_gives_a_greedy_sequence_within_it(simulated_fit):
@@ -158,8 +171,11 @@ def test_plan_json_has_a_record_per_candidate(plan_json):
     path, result = plan_json
     records = json.loads(path.read_text())
     assert len(records) == 6 and [r["rank"] for r in records] == list(range(1, 7))
-    for key in ("size", "length", "n_params", "tokens", "flops", "width_before", "width_after", "gain_per_flop"):
-        assert all(isinstance(r[key], (int, float)) or key in ("size", "length") for r in records), key
+    for key in ("n_params", "tokens", "flops", "width_before", "width_after", "gain_per_flop", "crps_before",
+                "crps_after", "rank"):  # fmt: skip
+        assert all(isinstance(r[key], (int, float)) for r in records), key
+    assert all(isinstance(r["size"], str) and isinstance(r["length"], str) for r in records)
+    assert all(0 < r["crps_after"] and 0 < r["width_after"] < 1 for r in records)
     record = next(r for r in records if (r["size"], r["length"]) == ("760M", "2xC"))
     assert record["flops"] == pytest.approx(6 * record["n_params"] * record["tokens"])
     assert record["gain_per_flop"] == pytest.approx((record["width_before"] - record["width_after"]) / record["flops"])

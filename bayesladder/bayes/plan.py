@@ -4,8 +4,9 @@ A candidate rung is a size (one of the dataset's, or a new one with its N) at a 
 multiple like ``3xC``, or a number of tokens); a cell the fit already holds is a rerun. Each is scored by the
 expected narrowing of the target's 90% accuracy interval (its width averaged over the fitted tasks, in accuracy
 units) once the rung is trained and the model updated on it (``bayes.preposterior``), divided by the rung's training
-compute 6ND: ``gain_per_flop``, which alone sets the rank. Beside it, the expected drop of each term of the target's
-predictive variance says *why* a rung helps: ``parameters`` (the curves and the trend in N), ``size effects`` (the
+compute 6ND: ``gain_per_flop``, which alone sets the rank. Beside it are the target's expected CRPS before and after
+(``crps_before``, ``crps_after``: the whole predictive's spread, where the width sees two quantiles; not ranked on)
+and the expected drop of each term of the target's predictive variance, which says *why* a rung helps: ``parameters`` (the curves and the trend in N), ``size effects`` (the
 target size's own deviation), ``discrepancy`` (kappa x e-folds of N beyond the ladder) and ``noise`` (measurement).
 
 With a budget, rungs are chosen greedily: each step takes the candidate with the best gain per FLOP given the rungs
@@ -39,7 +40,7 @@ from bayesladder.ladder import final_points, select_runs
 from bayesladder.targets import Target
 
 COLUMNS = ["rank", "size", "length", "kind", "n_params", "tokens", "flops", "width_before", "width_after",
-           "width_after_se", "gain", "gain_per_flop", "driver", *(f"drop_{t.replace(' ', '_')}" for t in TERMS),
+           "width_after_se", "crps_before", "crps_after", "gain", "gain_per_flop", "driver", *(f"drop_{t.replace(' ', '_')}" for t in TERMS),
            *(f"learns_{kind}" for kind in LEARNS), "ess", "step", "cumulative_flops", "width_after_step",
            "target"]  # fmt: skip
 MULTIPLE = re.compile(r"^(\d+(?:\.\d+)?)xC$")  # a length as a multiple of the dataset's 1xC tokens per parameter
@@ -308,6 +309,8 @@ def _record(rung: Rung, before: Evaluation, after: Evaluation, target: Target) -
         width_before=before.width,
         width_after=after.width,
         width_after_se=after.width_se,
+        crps_before=before.expected_crps,
+        crps_after=after.expected_crps,
         gain=gain,
         gain_per_flop=gain / rung.flops,
         driver=max(drops, key=drops.get) if max(drops.values()) > 0 else "none",
@@ -401,7 +404,8 @@ def describe(table: pd.DataFrame) -> str:
         f"rank = gain_per_flop: the expected narrowing of the target's 90% accuracy interval (mean over the fitted "
         f"tasks; {100 * table['width_before'].iloc[0]:.2f} points wide now) per training FLOP (6ND), the model updated "
         "on outcomes simulated from its posterior predictive; driver = the term of the target's predictive variance "
-        f"that falls most ({', '.join(TERMS)}); learns = expected drop of the posterior SD of the noise parameters "
+        f"that falls most ({', '.join(TERMS)}); crps_before/crps_after (JSON) = the target's expected CRPS, shown "
+        "beside, not ranked on; learns = expected drop of the posterior SD of the noise parameters "
         f"({kinds['noise']}) / of those that carry the prediction beyond the ladder ({kinds['extrapolation']})"
     )
 

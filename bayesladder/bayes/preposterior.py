@@ -48,6 +48,7 @@ from bayesladder.targets import Target
 OPS = curves.NUMPY_OPS
 OUTCOMES = 64  # simulated outcomes per evaluation
 MAX_DRAWS = 2000  # posterior draws per design
+CRPS_SAMPLES = 256  # draws of the target's predictive per outcome and task for its expected CRPS (16x for one outcome)
 LAPLACE_STEPS = 4  # Gauss-Newton steps: 3 leave the log-likelihood within 1e-4 of its converged value
 TERMS = ("parameters", "size effects", "discrepancy", "noise")  # the target's predictive variance, split
 VARIANCES = TERMS[1:]  # the terms that are variances under each draw (the first is the spread of their means)
@@ -109,13 +110,15 @@ class Outcome:
 @dataclass
 class Evaluation:
     """The target's 90% interval width per outcome and task, the variance terms of :data:`TERMS`, the effective
-    sample size of the importance weights (in draws; the smallest over designs) and how much the posterior SD of each
-    kind of parameter of :data:`LEARNS` shrinks (mean over its parameters, designs weighted as stacked)."""
+    sample size of the importance weights (in draws; the smallest over designs), how much the posterior SD of each
+    kind of parameter of :data:`LEARNS` shrinks (mean over its parameters, designs weighted as stacked) and the
+    target's expected CRPS per outcome and task (:func:`expected_crps`)."""
 
     widths: np.ndarray  # (J, T)
     terms: dict[str, np.ndarray]  # name -> (J, T) variance
     ess: np.ndarray  # (J, T)
     learned: dict[str, np.ndarray]  # kind of LEARNS -> (J, T) relative reduction of the parameters' posterior SD
+    crps: np.ndarray  # (J, T)
 
     @property
     def width(self) -> float:
@@ -127,6 +130,11 @@ class Evaluation:
         """Monte Carlo standard error of :attr:`width` (over the simulated outcomes)."""
         per_outcome = self.widths.mean(axis=1)
         return float(per_outcome.std(ddof=1) / np.sqrt(len(per_outcome))) if len(per_outcome) > 1 else 0.0
+
+    @property
+    def expected_crps(self) -> float:
+        """Expected CRPS of the target's accuracy, mean over tasks and outcomes."""
+        return float(self.crps.mean())
 
     def term(self, name: str) -> float:
         return float(self.terms[name].mean())
@@ -357,7 +365,8 @@ class Preposterior:
         terms |= {name: (w * v).sum(axis=1) for name, v in variances.items()}
         learned = {kind: sum(wd * p["learned"][kind] for wd, p in zip(weights, parts)) for kind in LEARNS}
         ess = np.min([1.0 / np.exp(logsumexp(2 * p["log_weight"], axis=1)) for p in parts], axis=0)
-        return Evaluation(widths, terms, ess, learned)
+        crps = expected_crps(mean, sd, w, np.random.default_rng([self.seed, len(rungs)]))
+        return Evaluation(widths, terms, ess, learned, crps)
 
     def _update(self, design: DesignDraws, outcomes: list[Outcome], n_outcomes: int, group: str, largest):
         """Per task: log importance weights of the design's draws for each outcome, and the target's normal
@@ -522,6 +531,24 @@ def latent_shift(argument, acc, evaluations, floor_, jitter, scale):
     sd = curves.accuracy_sd(mean, evaluations, jitter, OPS)
     log_lik = curves.normal_logp(acc, mean, sd, OPS).sum(axis=-1) + curves.normal_logp(r, 0.0, scale, OPS)
     return log_lik + 0.5 * np.log(2 * np.pi / precision), r, 1.0 / precision
+
+
+def expected_crps(mean: np.ndarray, sd: np.ndarray, weight: np.ndarray, rng, samples: int = CRPS_SAMPLES) -> np.ndarray:
+    """The expected CRPS of the mixture sum_i weight_i Normal(mean_i, sd_i) (over axis 1 of (J, components, T) arrays)
+    for an actual drawn from that mixture itself, as the preposterior's outcomes are: half the mean absolute difference
+    of two of its draws (Gneiting and Raftery 2007), by Monte Carlo from ``samples`` x J draws in all per task: (J, T)."""
+    n_outcomes, n_components, n_tasks = mean.shape
+    count = max(samples, samples * 16 // n_outcomes)
+    cumulative = np.cumsum(weight, axis=1)
+    cumulative /= cumulative[:, -1:, :]
+    out = np.empty((n_outcomes, n_tasks))
+    rank = 2.0 * np.arange(1, count + 1) - count - 1
+    for j in range(n_outcomes):
+        for t in range(n_tasks):
+            pick = np.minimum(np.searchsorted(cumulative[j, :, t], rng.random(count)), n_components - 1)
+            x = np.sort(mean[j, pick, t] + sd[j, pick, t] * rng.standard_normal(count))
+            out[j, t] = (rank * x).sum() / (count * (count - 1))  # half of E|X - X'|
+    return out
 
 
 def mixture_quantile(mean: np.ndarray, sd: np.ndarray, weight: np.ndarray, q: float, steps: int = 24) -> np.ndarray:
