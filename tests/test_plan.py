@@ -194,6 +194,17 @@ def test_plan_table_for_people(fit_file):
     assert "rank = gain_per_flop" in result.stderr
 
 
+def test_plan_for_a_target_given_by_n_and_d(fit_file):
+    """A target no dataset holds, its own size among the candidates: that rung narrows it most."""
+    result = invoke("plan", "--fit", fit_file, "--n", "6.9e9", "--d", "2e12", "--sizes", "190M,7B=6.9e9", "--lengths",
+                    "1xC", *PLAN_ARGS, "--json")  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    records = {r["size"]: r for r in json.loads(result.stdout)}
+    assert records["7B"]["target"] == "N=6.9e+09,D=2e+12" and records["7B"]["kind"] == "new size"
+    assert records["7B"]["tokens"] == pytest.approx(6.9e9 * 20, rel=0.05)  # OLMo's 1xC: 20 tokens per parameter
+    assert records["7B"]["gain"] > 10 * abs(records["190M"]["gain"])
+
+
 @pytest.mark.parametrize(
     "extra, fragments",
     [
