@@ -505,6 +505,73 @@ def predict(
 
 @app.command()
 @reports_errors
+def plan(
+    fit_file: FitFileOption = Path("fit.nc"),
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of the fit's dataset).")
+    ] = None,
+    n: Annotated[float | None, typer.Option("--n", help="Target parameters N.")] = None,
+    d: Annotated[float | None, typer.Option("--d", help="Target training tokens D.")] = None,
+    data: FitDataOption = None,
+    candidates_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--candidates", dir_okay=False, help="CSV of candidate rungs: columns size, length [, n_params, tokens]."
+        ),
+    ] = None,
+    sizes: Annotated[
+        list[str] | None,
+        typer.Option("--sizes", help="Candidate sizes: the dataset's labels, or LABEL=N for a new size (e.g. 2B=2e9)."),
+    ] = None,
+    lengths: Annotated[
+        list[str] | None,
+        typer.Option("--lengths", help="Candidate lengths: the dataset's labels, multiples like 3xC, or LABEL=D."),
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", help="Training FLOPs (6ND) to spend: a greedy sequence of rungs.")
+    ] = None,
+    outcomes: Annotated[int, typer.Option("--outcomes", help="Simulated outcomes per candidate.")] = 64,
+    max_draws: Annotated[int, typer.Option("--max-draws", help="Posterior draws used per design.")] = 2000,
+    seed: SeedOption = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Rank candidate rungs by the expected narrowing of the target's 90% accuracy interval per training FLOP."""
+    from bayesladder import ladder as ladder_runs
+    from bayesladder import output
+    from bayesladder.bayes import plan as planning
+
+    planning.check_budget(budget)
+    for name, value in (("--outcomes", outcomes), ("--max-draws", max_draws)):
+        if value < 2:
+            raise BayesLadderError(f"{name} must be at least 2 (got {value})")
+    if candidates_file is not None and (sizes or lengths):
+        raise BayesLadderError("give either --candidates FILE or --sizes/--lengths, not both")
+    table = planning.read_candidates(candidates_file) if candidates_file is not None else None
+    fitted, _, ds, used = _load_fit(fit_file, data)
+    spec = ladder_runs.resolve_target(ds, target, n, d)
+    size = str(ds["size"].sel(run=spec.name).values) if spec.name in ds["run"].values else None
+    rungs = planning.resolve_candidates(ds, fitted, spec, size, split_list(sizes), split_list(lengths), table)
+    planning.check_budget(budget, rungs)
+    if used:
+        note(used)
+    ok = _trust(fitted, fit_file)
+    ranked = planning.plan(fitted, spec, rungs, size, budget, outcomes, max_draws, seed, progress=stage)
+    rough = ranked[ranked["ess"] < planning.FEW_DRAWS]
+    few = [f"{size}-{length}" for size, length in zip(rough["size"], rough["length"])]
+    if few:
+        warn(
+            f"the update on {', '.join(few)} rests on fewer than {planning.FEW_DRAWS} effective posterior draws: "
+            "their width_after is rough; refit with more draws (fit --draws) or raise --max-draws"
+        )
+    note(planning.describe(ranked))
+    if as_json:
+        output.emit(ranked.assign(diagnostics_ok=ok), True)
+        return
+    output.table(planning.readable(ranked), title=planning.title(ranked, spec))
+
+
+@app.command()
+@reports_errors
 def diagnose(
     fit_file: FitFileOption = Path("fit.nc"),
     plots: Annotated[
@@ -704,6 +771,9 @@ def report(
     compare_json: Annotated[
         Path | None, typer.Option("--compare", help="Add the design-comparison section from 'compare --json' output.")
     ] = None,
+    plan_json: Annotated[
+        Path | None, typer.Option("--plan", help="Add the planning section from 'plan --json' output.")
+    ] = None,
 ) -> None:
     """A report of a fit: predictions with intervals, step 1/2 and chained figures, diagnostics, priors, provenance."""
     from bayesladder import report as reports
@@ -718,6 +788,7 @@ def report(
         variance_table = checkpoint_variance(ds, variance_run, last)
     subsets_table = _read_records(subsets_json) if subsets_json is not None else None
     compare_table = _read_records(compare_json) if compare_json is not None else None
+    plan_table = _read_records(plan_json) if plan_json is not None else None
     pending = [used] if used else []
 
     def progress(text: str) -> None:  # called once every input is checked: the dataset note comes first
@@ -726,8 +797,9 @@ def report(
         stage(text)
 
     built = reports.build(
-        fitted, ds, data_path, split_list(target), variance_table, subsets_table, compare_table, progress=progress
-    )
+        fitted, ds, data_path, split_list(target), variance_table, subsets_table, compare_table, plan_table,
+        progress=progress,
+    )  # fmt: skip
     written = reports.write(built, output_path, fmt)
     for line in built.banner:
         warn(line)

@@ -120,11 +120,16 @@ def step2_checkpoints(
     only those with an accuracy, and a task loss unless ``need_loss`` is False."""
     r = ds.sel(run=run, task=task)
     present = np.flatnonzero(r["tokens"].notnull().values)
-    kept = present[math.ceil(STEP2_DROP_FRACTION * len(present)) :] if len(present) > 1 else present
+    kept = present[step2_kept(len(present))]
     loss = r["task_loss"].values[kept]
     acc = r["accuracy"].values[kept]
     ok = ~(np.isnan(loss) & need_loss | np.isnan(acc))
     return r["tokens"].values[kept][ok], loss[ok], acc[ok]
+
+
+def step2_kept(count: int) -> slice:
+    """Which of a run's ``count`` evaluated checkpoints step 2 keeps: all but the first ceil(10%) (none of one)."""
+    return slice(math.ceil(STEP2_DROP_FRACTION * count) if count > 1 else 0, None)
 
 
 def final_only(ds: xr.Dataset, runs: list[str]) -> bool:

@@ -127,14 +127,12 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str], need_loss: bool =
     for run in runs:
         for task in tasks:
             tokens, loss, acc = step2_checkpoints(ds, run, task, need_loss)
-            block = BLOCK if len(loss) >= 2 * BLOCK else 1  # sparsely evaluated runs keep every checkpoint
-            n_blocks = len(loss) // block
+            blocks = step2_blocks(len(loss))
+            n_blocks, block = blocks.shape
             if n_blocks == 0:
                 continue
-            # blocks end at the last checkpoint; a partial block at the start is dropped
-            start = len(loss) - n_blocks * block
             for name, values in (("loss", loss), ("acc", acc), ("y", np.log(tokens) - log_d_ref)):
-                s2[name].append(values[start:].reshape(n_blocks, block).mean(axis=1))
+                s2[name].append(values[blocks].mean(axis=1))
             s2["count"].append(np.full(n_blocks, block))
             s2["task"].append(np.full(n_blocks, task_index[task]))
             s2["size"].append(np.full(n_blocks, sizes.index(size_of_run[run])))
@@ -184,6 +182,15 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str], need_loss: bool =
         final_only=final_only(ds, runs),
         loss_units=schema.loss_units(ds),
     )
+
+
+def step2_blocks(count: int) -> np.ndarray:
+    """(blocks x checkpoints per block) indices into a run's ``count`` kept step-2 checkpoints: blocks of
+    :data:`BLOCK` that end at the last checkpoint, a partial block at the start dropped; a run with fewer than
+    2 x BLOCK keeps each checkpoint as its own point."""
+    block = BLOCK if count >= 2 * BLOCK else 1  # sparsely evaluated runs keep every checkpoint
+    n_blocks = count // block
+    return np.arange(count - n_blocks * block, count).reshape(n_blocks, block)
 
 
 def _spread(losses: np.ndarray) -> float:

@@ -71,6 +71,7 @@ def build(
     variance_table: pd.DataFrame | None = None,
     subsets_table: pd.DataFrame | None = None,
     compare_table: pd.DataFrame | None = None,
+    plan_table: pd.DataFrame | None = None,
     thresholds: Thresholds | None = None,
     max_draws: int = 500,
     seed: int = 0,
@@ -85,7 +86,7 @@ def build(
         raise BayesLadderError(
             f"the fit was made on a different dataset than {dataset_path}; pass the fit's own dataset with --data"
         )
-    _check_tables(subsets_table, compare_table)  # bad input fails before any figure is drawn
+    _check_tables(subsets_table, compare_table, plan_table)  # bad input fails before any figure is drawn
     tasks = list(fitted.config.tasks)
     specs = resolve_targets(ds, fitted, targets)
     runs = select_runs(ds, fitted.config.selection)
@@ -130,6 +131,8 @@ def build(
         sections.append(subsets_section(subsets_table))
     if compare_table is not None:
         sections.append(compare_section(compare_table))
+    if plan_table is not None:
+        sections.append(plan_section(plan_table))
     sections.append(provenance_section(fitted, ds, dataset_path, runs, runs_all, specs))
     return Report(
         title=f"bayesladder report: {', '.join(s.name for s in specs)}",
@@ -287,12 +290,14 @@ def variance_section(table: pd.DataFrame, predictions: pd.DataFrame) -> Section:
     )
 
 
-def _check_tables(subsets_table, compare_table) -> None:
+def _check_tables(subsets_table, compare_table, plan_table=None) -> None:
     from bayesladder.analyses import designs, subsets
+    from bayesladder.bayes import plan
 
     for table, columns, command in (
         (subsets_table, subsets.COLUMNS, "backtest --subsets --json"),
         (compare_table, designs.COLUMNS, "compare --json"),
+        (plan_table, plan.COLUMNS, "plan --json"),
     ):
         missing = [c for c in columns if table is not None and c not in table.columns]
         if missing:
@@ -329,6 +334,30 @@ def compare_section(table: pd.DataFrame) -> Section:
         "same observations (two-step and flops-step1)."
     )
     return Section("compare", "Alternative designs", text, tables=[("Designs ranked", table[COLUMNS])])
+
+
+def plan_section(table: pd.DataFrame) -> Section:
+    """The ranking of ``bayesladder plan --json`` and its width-against-FLOPs figure."""
+    from bayesladder.bayes.plan import describe, figure, readable
+
+    table = table.sort_values("rank").reset_index(drop=True)
+    text = (
+        f"Candidate rungs for {table['target'].iloc[0]}, each scored by how much training it would narrow the "
+        f"target's 90% accuracy interval, in expectation over its outcomes as the fit predicts them. {describe(table)}."
+    )
+    if table["step"].notna().any():
+        spent = table["cumulative_flops"].max()
+        text += (
+            f" With a budget, plan chose the sequence marked (step): {spent:.3g} FLOPs in all, after which the interval "
+            f"is expected to be {100 * table['width_after_step'].min():.2f} points wide."
+        )
+    return Section(
+        "plan",
+        "Which rung to train next",
+        text,
+        tables=[("Candidates ranked by expected narrowing per FLOP (points)", readable(table))],
+        figures=[("Expected interval width after each candidate against its FLOPs", figure(table))],
+    )
 
 
 def provenance_section(fitted: LadderFit, ds, dataset_path, runs, runs_all, specs) -> Section:
