@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 from cli_helpers import FIT_TASKS, TINY, invoke
 
+from bayesladder import schema
 from bayesladder.importers import olmo_ladder
 
 OLMO_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "olmo-ladder"
@@ -104,6 +105,20 @@ def fit_file(tiny_fit):
     path, result = tiny_fit
     assert path.is_file(), (result.exit_code, result.output, result.exception)
     return path
+
+
+@pytest.fixture
+def edited_fit(fit_file, tmp_path):
+    """``edited_fit(edit)``: a copy of the session's fit file with ``edit(tree)`` applied, written to tmp_path."""
+
+    def make(edit, name="edited.nc"):
+        tree = xr.load_datatree(fit_file, engine="h5netcdf")
+        edit(tree)
+        out = tmp_path / name
+        schema.atomic_write_netcdf(tree, out)
+        return out
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -90,20 +90,6 @@ def records(result) -> list[dict]:
     return json.loads(result.stdout)
 
 
-@pytest.fixture
-def edited_fit(fit_file, tmp_path):
-    """``edited_fit(edit)``: a copy of the session's fit file with ``edit(tree)`` applied, written to tmp_path."""
-
-    def make(edit, name="edited.nc"):
-        tree = xr.load_datatree(fit_file, engine="h5netcdf")
-        edit(tree)
-        out = tmp_path / name
-        schema.atomic_write_netcdf(tree, out)
-        return out
-
-    return make
-
-
 # --- fit: exit code, loud failure, the file ---------------------------------------------------------
 
 

@@ -15,21 +15,6 @@ from cli_helpers import FIT_TASKS, assert_clean_error, invoke
 from bayesladder import datasets, extrapolation, schema
 from bayesladder.bayes.fit import LadderFit
 
-
-@pytest.fixture
-def edited_fit(fit_file, tmp_path):
-    """``edited_fit(edit)``: a copy of the session's fit file with ``edit(tree)`` applied."""
-
-    def make(edit, name="edited.nc"):
-        tree = xr.load_datatree(fit_file, engine="h5netcdf")
-        edit(tree)
-        out = tmp_path / name
-        schema.atomic_write_netcdf(tree, out)
-        return out
-
-    return make
-
-
 # --- errors: one line, exit 1; exit 2 only for failed diagnostics ------------------------------------
 
 
