@@ -80,6 +80,11 @@ ChainsOption = Annotated[int, typer.Option("--chains", help="Number of MCMC chai
 DrawsOption = Annotated[int, typer.Option("--draws", help="Posterior draws per chain.")]
 TuneOption = Annotated[int, typer.Option("--tune", help="Tuning (warm-up) draws per chain.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
+FitTargetOption = Annotated[
+    str | None, typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of the fit's dataset).")
+]
+TargetNOption = Annotated[float | None, typer.Option("--n", help="Target parameters N.")]
+TargetDOption = Annotated[float | None, typer.Option("--d", help="Target training tokens D.")]
 
 
 class _Clock:
@@ -238,8 +243,8 @@ def baseline(
     target: Annotated[
         str | None, typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of the dataset).")
     ] = None,
-    n: Annotated[float | None, typer.Option("--n", help="Target parameters N.")] = None,
-    d: Annotated[float | None, typer.Option("--d", help="Target training tokens D.")] = None,
+    n: TargetNOption = None,
+    d: TargetDOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The paper's two-step point fit, chained to predict a target's task loss and accuracy."""
@@ -456,11 +461,9 @@ def fit(
 @reports_errors
 def predict(
     fit_file: FitFileOption = Path("fit.nc"),
-    target: Annotated[
-        str | None, typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of the fit's dataset).")
-    ] = None,
-    n: Annotated[float | None, typer.Option("--n", help="Target parameters N.")] = None,
-    d: Annotated[float | None, typer.Option("--d", help="Target training tokens D.")] = None,
+    target: FitTargetOption = None,
+    n: TargetNOption = None,
+    d: TargetDOption = None,
     data: FitDataOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -507,11 +510,9 @@ def predict(
 @reports_errors
 def plan(
     fit_file: FitFileOption = Path("fit.nc"),
-    target: Annotated[
-        str | None, typer.Option("--target", help="Target name (7B-4T, 13B-5T or a run of the fit's dataset).")
-    ] = None,
-    n: Annotated[float | None, typer.Option("--n", help="Target parameters N.")] = None,
-    d: Annotated[float | None, typer.Option("--d", help="Target training tokens D.")] = None,
+    target: FitTargetOption = None,
+    n: TargetNOption = None,
+    d: TargetDOption = None,
     data: FitDataOption = None,
     candidates_file: Annotated[
         Path | None,
