@@ -69,6 +69,11 @@ def relative_loss(x, y, e, a, b, alpha, beta, ops: Ops):
     return e + a * ops.exp(-alpha * x) + b * ops.exp(-beta * y)
 
 
+def log_loss_residual(loss, loss_scale, relative, ops: Ops):
+    """A measured task loss on step 1's log scale, less the curve's: what a size's effect and run noise explain."""
+    return ops.log(loss) - ops.log(loss_scale * relative)
+
+
 def grouped_normal_logp(residual, membership, noise_var, size_var, ops: Ops):
     """Log density of log-loss residuals whose runs share a size effect, the effect integrated out.
 
@@ -143,16 +148,24 @@ def size_shift(trend, z, residual):
     return trend * z + residual
 
 
+def sigmoid_accuracy(argument, floor_, ops: Ops):
+    """Accuracy from the sigmoid's argument: ``floor_`` plus the sigmoid's share of the way up to :data:`CEILING`."""
+    return floor_ + (CEILING - floor_) * ops.sigmoid(argument)
+
+
 def accuracy(u, floor_, k, midpoint, shift, ops: Ops):
     """Step 2: from :data:`CEILING` at low loss down to ``floor_`` at high loss; u is the standardised task loss."""
-    return floor_ + (CEILING - floor_) * ops.sigmoid(midpoint - k * u + shift)
+    return sigmoid_accuracy(midpoint - k * u + shift, floor_, ops)
+
+
+def direct_argument(x, y, midpoint, a, b, alpha, beta, ops: Ops):
+    """The single-step design's sigmoid argument without a size's shift: the power law in N and D."""
+    return midpoint - a * ops.exp(-alpha * x) - b * ops.exp(-beta * y)
 
 
 def direct_accuracy(x, y, floor_, midpoint, a, b, alpha, beta, shift, ops: Ops):
     """The single-step design: accuracy as a sigmoid of the power law in N and D, no intermediate loss."""
-    return floor_ + (CEILING - floor_) * ops.sigmoid(
-        midpoint - a * ops.exp(-alpha * x) - b * ops.exp(-beta * y) + shift
-    )
+    return sigmoid_accuracy(direct_argument(x, y, midpoint, a, b, alpha, beta, ops) + shift, floor_, ops)
 
 
 def accuracy_logit_slope(acc, floor_):

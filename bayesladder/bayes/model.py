@@ -64,7 +64,7 @@ def _loss_likelihood(data: ModelData, p, relative) -> None:
 
     ops = curves.tensor_ops()
     t = data.s1_task
-    residual = np.log(data.s1_loss) - ops.log(data.loss_scale[t] * relative)
+    residual = curves.log_loss_residual(data.s1_loss, data.loss_scale[t], relative, ops)
     noise_var = p["loss_noise"][data.s1_group_task] ** 2
     size_var = p["loss_size_scale"] ** 2 if data.sizes_repeat else 0.0
     logp = curves.grouped_normal_logp(residual, data.s1_membership, noise_var, size_var, ops)

@@ -86,7 +86,7 @@ def loss_size_effect(draws: Draws, data: ModelData, design: str, size: int | Non
         if len(points) == 0:
             continue
         relative = relative_curve(draws, design, data.s1_x[points], data.s1_y[points], task=t)
-        residual = np.log(data.s1_loss[points]) - np.log(data.loss_scale[t] * relative)
+        residual = curves.log_loss_residual(data.s1_loss[points], data.loss_scale[t], relative, curves.NUMPY_OPS)
         mean[:, t], var[:, t] = curves.size_effect_given_residuals(
             residual.sum(axis=1), len(points), noise_var[:, t], size_var[:, 0]
         )

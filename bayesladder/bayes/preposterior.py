@@ -175,7 +175,7 @@ class DesignDraws:
         if len(points) == 0:
             return np.zeros((self.count, 0))
         relative = relative_curve(self.draws, self.name, data.s1_x[points], data.s1_y[points], task=task)
-        return np.log(data.s1_loss[points]) - np.log(data.loss_scale[task] * relative)
+        return curves.log_loss_residual(data.s1_loss[points], data.loss_scale[task], relative, OPS)
 
     def step2_argument(self, task: int, x: float, block_y: np.ndarray, block_loss: np.ndarray | None) -> np.ndarray:
         """The step-2 sigmoid's argument without the size's own shift, for blocks of one run: (S, B) for the direct
@@ -184,7 +184,7 @@ class DesignDraws:
         if not self.has_loss:
             a, b = self["direct_a"][:, [t]], self["direct_b"][:, [t]]
             alpha, beta = self["alpha"][:, [t]], self["beta"][:, [t]]
-            return self["midpoint"][:, [t]] - a * np.exp(-alpha * x) - b * np.exp(-beta * block_y[None, :])
+            return curves.direct_argument(x, block_y[None, :], self["midpoint"][:, [t]], a, b, alpha, beta, OPS)
         u = (block_loss - self.data.step2_center[t]) / self.data.step2_spread[t]
         base = self["midpoint"][:, t] + self["trend"][:, t] * x
         return base[None, :, None] - self["k"][:, t][None, :, None] * u[:, None, :]
@@ -311,7 +311,7 @@ class Preposterior:
             argument = design.step2_argument(t, x, block_y, None if block_loss is None else block_loss[:, :, t])
             argument = argument[np.arange(self.n_outcomes), b] if argument.ndim == 3 else argument[b]  # (J, B)
             floor_ = design["floor"][b, t][:, None]
-            mean = floor_ + (curves.CEILING - floor_) * OPS.sigmoid(argument + shift[:, t][:, None])
+            mean = curves.sigmoid_accuracy(argument + shift[:, t][:, None], floor_, OPS)
             evaluations = data.n_questions[t] * blocks.shape[1]
             sd = curves.accuracy_sd(mean, evaluations, design["acc_jitter"][b, t][:, None], OPS)
             block_acc[:, :, t] = np.clip(mean + sd * rng.standard_normal(mean.shape), 0.0, 1.0)
@@ -408,7 +408,7 @@ class Preposterior:
                 jitter = design["acc_jitter"][:, t][None, :, None]
                 if index is not None:
                     argument = argument + design.draws.at_size("size_residual", index)[None, :, t, None]
-                    mean = floor_ + (curves.CEILING - floor_) * OPS.sigmoid(argument)
+                    mean = curves.sigmoid_accuracy(argument, floor_, OPS)
                     sd = curves.accuracy_sd(mean, evaluations, jitter, OPS)
                     log_lik[..., t] += curves.normal_logp(acc, mean, sd, OPS).sum(axis=-1)
                 else:
@@ -427,8 +427,12 @@ class Preposterior:
         scale = design.data.loss_scale[t]
         new = np.stack(
             [
-                np.log(o.final_loss[:, t])[:, None]
-                - np.log(scale * design.curve(x, float(np.log(o.rung.tokens) - self.data.log_d_ref))[:, t])[None, :]
+                curves.log_loss_residual(
+                    o.final_loss[:, t][:, None],
+                    scale,
+                    design.curve(x, float(np.log(o.rung.tokens) - self.data.log_d_ref))[:, t][None, :],
+                    OPS,
+                )
                 for o in members
             ],
             axis=-1,
@@ -469,7 +473,7 @@ class Preposterior:
         else:
             argument = design.step2_argument(t, x_t, np.array([y_t]), None)[:, 0][None, :] + shift_mean
             effect_var = shift_var
-        mean = floor_ + (curves.CEILING - floor_) * OPS.sigmoid(argument)
+        mean = curves.sigmoid_accuracy(argument, floor_, OPS)
         slope = curves.accuracy_logit_slope(mean, floor_)
         evaluations = data.n_questions[t] * data.final_count
         out["mean"][..., t] = mean
@@ -527,7 +531,7 @@ def latent_shift(argument, acc, evaluations, floor_, jitter, scale):
         var = curves.accuracy_sd(mean, evaluations, jitter, OPS) ** 2
         precision = (gradient**2 / var).sum(axis=-1) + prior_precision
         r = r + (((acc - mean) * gradient / var).sum(axis=-1) - r * prior_precision) / precision
-    mean = floor_ + (curves.CEILING - floor_) * OPS.sigmoid(argument + r[..., None])
+    mean = curves.sigmoid_accuracy(argument + r[..., None], floor_, OPS)
     sd = curves.accuracy_sd(mean, evaluations, jitter, OPS)
     log_lik = curves.normal_logp(acc, mean, sd, OPS).sum(axis=-1) + curves.normal_logp(r, 0.0, scale, OPS)
     return log_lik + 0.5 * np.log(2 * np.pi / precision), r, 1.0 / precision
