@@ -542,11 +542,7 @@ def plan(
     from bayesladder.bayes import plan as planning
 
     planning.check_budget(budget)
-    for name, value in (("--outcomes", outcomes), ("--max-draws", max_draws)):
-        if value < 2:
-            raise BayesLadderError(f"{name} must be at least 2 (got {value})")
-    if candidates_file is not None and (sizes or lengths):
-        raise BayesLadderError("give either --candidates FILE or --sizes/--lengths, not both")
+    planning.check_sampling(outcomes, max_draws)
     table = planning.read_candidates(candidates_file) if candidates_file is not None else None
     fitted, _, ds, used = _load_fit(fit_file, data)
     spec = ladder_runs.resolve_target(ds, target, n, d)

@@ -64,6 +64,8 @@ def resolve_candidates(
     fit_runs = select_runs(ds, fitted.config.selection)
     fit_lengths = list(dict.fromkeys(map(str, ds["length"].sel(run=fit_runs).values)))
     pairs: list[tuple[str, str, float | None, float | None]]
+    if table is not None and (sizes or lengths):
+        raise BayesLadderError("give either --candidates FILE or --sizes/--lengths, not both")
     if table is not None:
         pairs = [(str(r["size"]), str(r["length"]), _optional(r, "n_params"), _optional(r, "tokens"))
                  for r in table.to_dict(orient="records")]  # fmt: skip
@@ -257,6 +259,13 @@ def check_budget(budget: float | None, candidates: list[Rung] | None = None) -> 
         )
 
 
+def check_sampling(outcomes: int, max_draws: int) -> None:
+    """Simulated outcomes and posterior draws an evaluation needs: at least 2 of each."""
+    for name, value in (("--outcomes", outcomes), ("--max-draws", max_draws)):
+        if value < 2:
+            raise BayesLadderError(f"{name} must be at least 2 (got {value})")
+
+
 def plan(
     fitted,
     target: Target,
@@ -272,6 +281,7 @@ def plan(
     ``step``, ``cumulative_flops`` and ``width_after_step`` (expected width after the rungs up to that step)."""
     if not candidates:
         raise BayesLadderError("no candidate rung to plan")
+    check_sampling(outcomes, max_draws)
     check_budget(budget, candidates)
     progress = progress or (lambda text: None)
     progress(
