@@ -308,7 +308,7 @@ SIMULATED_DRAWS = 1000
 def sharp_points(simulated):
     """Per design, (model, named values) at a parameter point where what a prediction must get right shows: a size's
     loss effect (3%) well above the run noise (1%), large step-2 size residuals (0.5 logit) and trends (0.3 and -0.2
-    logit per e-fold of N), little measurement jitter, accuracies well inside (0, 1)."""
+    logit per e-fold of N, about a mean of 0.05), little measurement jitter, accuracies well inside (0, 1)."""
     points = {}
     for design in ("two-step", "single-step"):
         model = build_model(simulated, blocks=DESIGNS[design])
@@ -325,6 +325,7 @@ def sharp_points(simulated):
                 "loss_size_scale_log__": np.log(0.03),
                 "loss_noise_log__": np.full(2, np.log(0.01)),
                 "trend": np.array([0.3, -0.2]),
+                "trend_mu": np.array(0.05),
                 "log_k": np.zeros(2),
             }
         points[design] = model, named_values(model, point)
@@ -379,7 +380,8 @@ def simulate_accuracy_from_the_model(data, design, model, values, size, n_params
     Two-step: the expected loss is drawn from step 1's Normal (a new run's, less its run noise). The design's
     accuracy block is rebuilt on data whose observations are at the target (its size, its D, those losses), each the
     mean of as many checkpoints as a final value; pm.do fixes its parameters at the point and pm.draw simulates the
-    observations. For a new size, each draw gets a size of its own at the target's ln N, with a fresh residual.
+    observations. For a new size, each draw gets a size of its own at the target's ln N, with a residual of its own
+    drawn as ``predict.new_size_shift`` says (checked against the model's iid residuals below).
     """
     rng = np.random.default_rng(seed)
     k, tasks = SIMULATED_DRAWS, np.arange(len(data.tasks))
@@ -394,7 +396,9 @@ def simulate_accuracy_from_the_model(data, design, model, values, size, n_params
         size_of = np.repeat(len(sizes) + np.arange(k)[:, None], len(tasks), axis=1)
         sizes = sizes + [f"new-{i}" for i in range(k)]
         size_x = np.concatenate([size_x, np.full(k, np.log(n_params) - data.log_n_ref)])
-        residual = np.concatenate([residual, values["acc_size_scale"] * rng.standard_normal((k, len(tasks)))])
+        posterior = as_posterior(model, repeat(values))
+        mean, var = predict.new_size_shift(predict.Draws(posterior), data, size_x[-1])
+        residual = np.concatenate([residual, mean + np.sqrt(var) * rng.standard_normal((k, len(tasks)))])
     points = k * len(tasks)
     target_data = replace(
         data,
@@ -429,6 +433,37 @@ def test_predicted_accuracies_match_a_simulation_from_the_model(simulated, sharp
         assert stats.ks_2samp(p, d).pvalue > 1e-3, (t, quantiles)
         assert p.mean() == pytest.approx(d.mean(), abs=5 * d.std() / np.sqrt(SIMULATED_DRAWS))
         assert p.std() == pytest.approx(d.std(), rel=0.15)
+
+
+@pytest.mark.parametrize("with_trend", [True, False], ids=["two-step", "single-step"])
+@pytest.mark.parametrize("sizes", [2, 4])
+def test_a_new_sizes_shift_is_what_iid_residuals_leave_beyond_the_fitted_trend(simulated, with_trend, sizes):
+    """The model fits the sizes' step-2 residuals orthogonal to 1 and ln N; the truth it stands for has every size,
+    the ladder's and a new one 3x beyond it, draw an iid residual around a trend drawn from its prior. Simulated that
+    way, the fitted trend (trend + the residuals' slope on ln N) has the prior SD ``curves.trend_sd`` gives, and the
+    new size's shift beyond the fitted level and trend, standardised by ``curves.new_size_shift`` given the fitted
+    trend, is standard normal and independent of it: its intervals neither too narrow nor too wide, near or far."""
+    rng = np.random.default_rng(21)
+    draws, trend_mu, trend_sigma, scale = 400_000, 0.1, 0.05, 0.3
+    data = replace(simulated, sizes=simulated.sizes[:sizes], size_x=simulated.size_x[:sizes])
+    x_new = float(data.size_x.max() + np.log(3))
+    design = np.column_stack([np.ones(sizes), data.size_x])
+    trend = trend_mu + trend_sigma * rng.standard_normal(draws)
+    residuals = scale * rng.standard_normal((draws, sizes + 1))
+    level_part, slope_part = np.linalg.lstsq(design, residuals[:, :sizes].T, rcond=None)[0]  # what the fit absorbs
+    fitted_trend = trend + slope_part
+    beyond = residuals[:, -1] - level_part - slope_part * x_new  # the new size's shift - the fitted level and trend
+    if with_trend:
+        sd = curves.trend_sd(trend_sigma, scale, data.absorbed_covariance, curves.NUMPY_OPS)
+        assert fitted_trend.std() == pytest.approx(sd, rel=0.01)
+        mean, var = curves.new_size_shift(x_new, data.absorbed_covariance, scale, fitted_trend - trend_mu, sd)
+    else:  # the single-step design's trend in N is its power law, of a broad prior
+        mean, var = curves.new_size_shift(x_new, data.absorbed_covariance, scale)
+    z = (beyond - mean) / np.sqrt(var)
+    assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1.0, abs=0.01)
+    if with_trend:
+        assert abs(np.corrcoef(z, fitted_trend)[0, 1]) < 0.01
+    assert np.sqrt(var).min() > 1.1 * scale  # wider than a fresh residual alone, which under-covered this far out
 
 
 # --- priors: the stated ones, overridable by name, and the data they predict --------------------------------------
@@ -621,7 +656,9 @@ def test_a_constant_prior_fixes_a_value_and_a_distribution_frees_it(simulated):
     assert not {"trend_sigma", "acc_size_scale"} & {rv.name for rv in fixed.free_RVs}
     point = jittered_point(fixed, seed=14)
     terms = model_terms(fixed, ["trend", "size_residual_free"], point)
-    np.testing.assert_allclose(terms["trend"], stats.norm(point["trend_mu"], 0.2).logpdf(point["trend"]))
+    # the trend's prior SD: its own 0.2 and the part of the sizes' residuals (SD 0.1) along ln N that it absorbs
+    sd = np.hypot(0.2, 0.1 * np.sqrt(simulated.absorbed_covariance[1, 1]))
+    np.testing.assert_allclose(terms["trend"], stats.norm(point["trend_mu"], sd).logpdf(point["trend"]))
     np.testing.assert_allclose(
         terms["size_residual_free"], stats.norm(0, 0.1).logpdf(point["size_residual_free"]), rtol=1e-9
     )
@@ -640,7 +677,7 @@ SHIFT_AND_FLOOR = {"level_logit": ("task",), "level": ("task",), "floor_split": 
                    "floor_prior": None, "midpoint": ("task",), "acc_jitter": ("task",), "acc_size_scale": None,
                    "size_residual_free": None, "size_residual": ("size", "task"), "accuracy": None}  # fmt: skip
 STEP2 = SHIFT_AND_FLOOR | {"log_k_mu": None, "log_k_sigma": None, "log_k": ("task",), "k": ("task",),
-                           "trend_mu": None, "trend_sigma": None, "trend": ("task",)}  # fmt: skip
+                           "trend_mu": None, "trend_sigma": None, "trend_sd": None, "trend": ("task",)}  # fmt: skip
 DIRECT = SHIFT_AND_FLOOR | {"log_alpha_mu": None, "log_alpha_sigma": None, "log_beta_mu": None,
                             "log_beta_sigma": None, "alpha_z": ("task",), "beta_z": ("task",), "alpha": ("task",),
                             "beta": ("task",), "direct_slope_n": ("task",), "direct_slope_d": ("task",),

@@ -35,7 +35,9 @@ COVERAGE_BAND = (0.85, 0.95)  # issue 8: 90% intervals cover 85-95% of simulated
 
 
 def simulate(seed: int, n_tasks: int = N_TASKS):
-    """(truths, trends, ladder dataset with its targets, {target: (N, D, distance)}) of a trending ladder."""
+    """(truths, trends, ladder dataset with its targets, {target: (N, D, distance)}) of a trending ladder. A task's
+    trend is the one its ladder shows, what the model estimates: the least-squares slope in ln N of the ladder
+    sizes' true shifts (the drawn trend plus the slope of the sizes' own residuals, which no fit can tell apart)."""
     rng = np.random.default_rng(seed)
     truths = testing.draw_truths(rng, n_tasks)
     trends = testing.draw_trends(rng, truths)
@@ -44,11 +46,13 @@ def simulate(seed: int, n_tasks: int = N_TASKS):
     targets = {f"{k}x-{length}": (k * largest, 20 * testing.MULTIPLIERS[length] * k * largest, k) for k in DISTANCES}
     sizes = testing.SIZES | {name: n for name, (n, _, _) in targets.items()}
     effects = testing.draw_size_effects(rng, sizes, truths, trends=trends)
+    log_n = np.log(list(testing.SIZES.values()))
+    shown = {t: np.polyfit(log_n, [effects[(s, t)][1] for s in testing.SIZES], 1)[0] for t in truths}
     ds = testing.simulate_ladder(
         truths, rng, targets={name: (n, d) for name, (n, d, _) in targets.items()}, noisy_targets=True,
         size_effects=effects,
     )  # fmt: skip
-    return truths, trends, ds, targets
+    return truths, shown, ds, targets
 
 
 def fit_default(ds, truths, seed: int):
@@ -70,7 +74,7 @@ def per_task(fitted, name: str) -> np.ndarray:
 
 def truth_values(truths, trends, fitted) -> dict[str, np.ndarray]:
     """The true alpha, beta, E, floor and trend per task, in the model's units (E relative to the task's typical
-    loss, ``loss_scale``; the trend per e-fold of N about the ladder's centre, as the simulation draws it)."""
+    loss, ``loss_scale``; the trend per e-fold of N, as the ladder shows it: see :func:`simulate`)."""
     tasks = list(truths)
     return {
         "alpha": np.array([truths[t].alpha for t in tasks]),

@@ -148,6 +148,36 @@ def size_shift(trend, z, residual):
     return trend * z + residual
 
 
+def trend_sd(trend_sigma, size_scale, absorbed, ops: Ops):
+    """Prior SD of a task's fitted trend around the tasks' mean: its own spread ``trend_sigma`` plus the part of the
+    sizes' residuals along ln N that it absorbs (the residuals are fitted orthogonal to 1 and ln N, see
+    :func:`new_size_shift`; ``absorbed``: ``ModelData.absorbed_covariance``)."""
+    along = absorbed[1, 1] if absorbed.shape[0] > 1 else 0.0
+    return ops.sqrt(trend_sigma**2 + size_scale**2 * along)
+
+
+def new_size_shift(x, absorbed, size_scale, trend_offset=None, trend_sd=None):
+    """Mean and variance of the shift of a size outside the ladder at x = ln(N / N_ref), beyond the fitted trend's
+    (fitted trend x x), per posterior draw (NumPy).
+
+    Each size's true residual r ~ Normal(0, size_scale) has a part c0 + c1 x along 1 and ln N, with (c0, c1) ~
+    Normal(0, size_scale^2 absorbed); the model fits the residuals orthogonal to it, so the level carries c0 and the
+    fitted trend carries c1 (``trend_offset`` = fitted trend - the tasks' mean trend, of prior SD ``trend_sd``; None
+    where the design's trend in N has a broad prior: its power law). A new size's shift around the fitted level and
+    trend is then its fresh residual minus c0 + c1 x, given what the fitted trend says of c1: as the prediction
+    interval of a linear regression, it widens with the leverage of x, the more the farther x lies beyond the
+    ladder. Without this term a fit on 2 sizes was sure of a trend that one size's residual had set.
+    """
+    x = np.asarray(x, dtype=float)
+    row = np.array([1.0, x]) if absorbed.shape[0] > 1 else np.array([1.0])
+    variance = size_scale**2
+    leverage = row @ absorbed @ row
+    if trend_offset is None:
+        return np.zeros(np.shape(variance)), variance * (1.0 + leverage)
+    covariance = variance * (row @ absorbed[:, 1]) if absorbed.shape[0] > 1 else 0.0 * variance
+    return -covariance / trend_sd**2 * trend_offset, variance * (1.0 + leverage) - covariance**2 / trend_sd**2
+
+
 def sigmoid_accuracy(argument, floor_, ops: Ops):
     """Accuracy from the sigmoid's argument: ``floor_`` plus the sigmoid's share of the way up to :data:`CEILING`."""
     return floor_ + (CEILING - floor_) * ops.sigmoid(argument)

@@ -80,6 +80,16 @@ class ModelData:
         return u[:, rank:]
 
     @property
+    def absorbed_covariance(self) -> np.ndarray:
+        """(X'X)^-1 of the sizes' design X = [1, size_x] ([1] for a ladder of one size): per unit residual variance,
+        the covariance of the part of the sizes' residuals that the level and the trend absorb (see
+        ``curves.new_size_shift``)."""
+        design = np.column_stack([np.ones(len(self.sizes)), self.size_x])
+        if np.linalg.matrix_rank(design) < 2:
+            design = design[:, :1]
+        return np.linalg.inv(design.T @ design)
+
+    @property
     def sizes_repeat(self) -> bool:
         """Some size has several runs: only then can a size's own deviation be told apart from run noise."""
         return bool(self.s1_membership.sum(axis=0).max() > 1)

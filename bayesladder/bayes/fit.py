@@ -33,7 +33,7 @@ from bayesladder.bayes.stacking import Calibration, calibrate
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import LadderSelection, check_tasks, select_runs
 
-MODEL_VERSION = "bayesladder-v2"
+MODEL_VERSION = "bayesladder-v3"
 DESIGNS: dict[str, tuple[str, ...]] = {
     "two-step": ("loss", "accuracy"),
     "flops-step1": ("loss_flops", "accuracy"),

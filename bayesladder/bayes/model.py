@@ -166,7 +166,8 @@ def _add_accuracy(data: ModelData, p, priors) -> None:
 
     ops = curves.tensor_ops()
     k = pm.Deterministic("k", ops.exp(pm.Normal("log_k", p["log_k_mu"], p["log_k_sigma"], dims="task")), dims="task")
-    trend = pm.Normal("trend", p["trend_mu"], p["trend_sigma"], dims="task")
+    spread = curves.trend_sd(p["trend_sigma"], p["acc_size_scale"], data.absorbed_covariance, ops)
+    trend = pm.Normal("trend", p["trend_mu"], pm.Deterministic("trend_sd", spread), dims="task")
     residual = _size_residual(data, p)
     shift = curves.size_shift(trend[None, :], data.size_x[:, None], residual)
     level, floor_ = _level_and_floor(data, p, priors)

@@ -93,14 +93,22 @@ def loss_size_effect(draws: Draws, data: ModelData, design: str, size: int | Non
     return mean + np.sqrt(var) * rng.standard_normal(shape)
 
 
+def new_size_shift(draws: Draws, data: ModelData, x: float) -> tuple[np.ndarray, np.ndarray]:
+    """(samples, tasks) mean and variance of a size outside the ladder's own shift (``curves.new_size_shift``)."""
+    scale = np.broadcast_to(draws["acc_size_scale"], (draws.count, len(data.tasks)))
+    if "trend" not in draws:  # single-step: its trend in N is the power law
+        return curves.new_size_shift(x, data.absorbed_covariance, scale)
+    offset = draws["trend"] - draws["trend_mu"]
+    return curves.new_size_shift(x, data.absorbed_covariance, scale, offset, draws["trend_sd"])
+
+
 def accuracy_shift(draws: Draws, data: ModelData, x: float, size: int | None, rng) -> np.ndarray:
     """A size's step-2 shift: trend x ln N (two-step designs) plus its residual (a ladder size's own, else fresh)."""
-    shape = (draws.count, len(data.tasks))
-    residual = (
-        draws.at_size("size_residual", size)
-        if size is not None
-        else draws["acc_size_scale"] * rng.standard_normal(shape)
-    )
+    if size is not None:
+        residual = draws.at_size("size_residual", size)
+    else:
+        mean, var = new_size_shift(draws, data, x)
+        residual = mean + np.sqrt(var) * rng.standard_normal(mean.shape)
     trend = draws["trend"] if "trend" in draws else 0.0
     return curves.size_shift(trend, x, residual)
 

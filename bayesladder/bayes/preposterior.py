@@ -26,7 +26,9 @@ Approximations (checked against refits on simulated outcomes in ``benchmarks/ben
   hyperparameters the tasks share (trend_mu, log_k_mu, loss_size_scale, acc_size_scale) is left out;
 * the stacking weights and kappa stay as the nested backtest set them (only the distance kappa multiplies shrinks as
   rungs approach the target), and so do the data's scales (N_ref, D_ref, loss_scale, step-2 centre and spread) and
-  the ladder's residual basis (a new size's shift is a free normal, as ``bayes.predict`` draws it);
+  the ladder's residual basis (a new size's shift is a normal of its own, as ``bayes.predict`` draws it: the part
+  of it that the fitted trend absorbed is drawn for each new size apart, so a planned size teaches nothing of it
+  for the target beyond what it teaches of the trend's draws);
 * importance weights degenerate when an outcome says much more than the posterior is wide; the effective sample
   size is reported with every evaluation.
 """
@@ -41,7 +43,7 @@ from scipy.special import logsumexp, ndtr
 
 from bayesladder.bayes import curves
 from bayesladder.bayes.data import ModelData, step2_blocks
-from bayesladder.bayes.predict import INTERVALS, QUANTILES, Draws, relative_curve
+from bayesladder.bayes.predict import INTERVALS, QUANTILES, Draws, new_size_shift, relative_curve
 from bayesladder.ladder import step2_kept
 from bayesladder.targets import Target
 
@@ -162,6 +164,10 @@ class DesignDraws:
         """Relative step-1 loss at (x, y): (S, T)."""
         return relative_curve(self.draws, self.name, x, y)
 
+    def new_size_shift(self, x: float) -> tuple[np.ndarray, np.ndarray]:
+        """(S, T) mean and variance of the step-2 shift of a size outside the ladder at x (``predict``'s)."""
+        return new_size_shift(self.draws, self.data, x)
+
     def size_var(self) -> np.ndarray:
         """(S,) variance of a size's loss effect (0 on a ladder without reruns, whose model has none)."""
         if not self.data.sizes_repeat:
@@ -263,7 +269,8 @@ class Preposterior:
             loss_effect = mean + np.sqrt(var) * rng.standard_normal(shape)
         b = self.draw[design.name]
         if index is None:
-            own = design["acc_size_scale"][b] * rng.standard_normal(shape)
+            mean, var = design.new_size_shift(self.x(n_params))
+            own = mean[b] + np.sqrt(var[b]) * rng.standard_normal(shape)
         else:
             own = design.draws.at_size("size_residual", index)[b]
         shift = own + design.kappa * self.distance(n_params) * rng.standard_normal(shape)
@@ -382,12 +389,12 @@ class Preposterior:
         x_t = self.x(target.n_params)
         y_t = float(np.log(target.tokens) - data.log_d_ref)
         noise_var, size_var = (design["loss_noise"] ** 2, design.size_var()) if design.has_loss else (None, None)
-        tau = design["acc_size_scale"][:, 0]
+        fresh_t = design.new_size_shift(x_t)
         target_index = self.ladder_size(group)
         curve_t = design.curve(x_t, y_t) if design.has_loss else None
         for t in range(len(data.tasks)):
             loss_post = (np.zeros((1, design.count)), size_var[None, :] if design.has_loss else None)
-            shift_post = (np.zeros((1, design.count)), tau[None, :] ** 2)
+            shift_post = (fresh_t[0][None, :, t], fresh_t[1][None, :, t])
             if target_index is not None:
                 shift_post = (design.draws.at_size("size_residual", target_index)[None, :, t], np.zeros((1, 1)))
                 if design.has_loss:
@@ -412,7 +419,8 @@ class Preposterior:
                     sd = curves.accuracy_sd(mean, evaluations, jitter, OPS)
                     log_lik[..., t] += curves.normal_logp(acc, mean, sd, OPS).sum(axis=-1)
                 else:
-                    ll, r_mean, r_var = latent_shift(argument, acc, evaluations, floor_, jitter, tau[None, :])
+                    prior_mean, prior_var = (v[None, :, t] for v in design.new_size_shift(x))
+                    ll, r_mean, r_var = latent_shift(argument, acc, evaluations, floor_, jitter, prior_mean, prior_var)
                     log_lik[..., t] += ll
                     if size == group:
                         shift_post = (r_mean, r_var)
@@ -515,25 +523,27 @@ def _group_logp(residual: np.ndarray, noise_var: np.ndarray, size_var: np.ndarra
     return curves.grouped_normal_logp(residual, membership, noise_var[:, None], size_var[:, None], OPS)[..., 0]
 
 
-def latent_shift(argument, acc, evaluations, floor_, jitter, scale):
-    """A new size's step-2 shift r ~ Normal(0, scale) integrated out of the likelihood of its accuracies (Laplace).
+def latent_shift(argument, acc, evaluations, floor_, jitter, prior_mean, prior_var):
+    """A new size's step-2 shift r ~ Normal(prior_mean, prior_var) integrated out of the likelihood of its accuracies
+    (Laplace).
 
-    ``argument``: (J, S, B) sigmoid arguments without r; ``acc``: (J, 1, B); ``scale``: (1, S). Returns the marginal
-    log-likelihood and r's posterior mean and variance, each (J, S). The mode is found by Gauss-Newton steps (the
-    noise's dependence on the mean left out of the steps, kept in the density).
+    ``argument``: (J, S, B) sigmoid arguments without r; ``acc``: (J, 1, B); ``prior_mean``, ``prior_var``: (1, S).
+    Returns the marginal log-likelihood and r's posterior mean and variance, each (J, S). The mode is found by
+    Gauss-Newton steps (the noise's dependence on the mean left out of the steps, kept in the density).
     """
-    r = np.zeros(np.broadcast_shapes(argument.shape, acc.shape)[:-1])
-    prior_precision = 1.0 / scale**2
+    r = np.broadcast_to(prior_mean, np.broadcast_shapes(argument.shape, acc.shape)[:-1]).copy()
+    prior_precision = 1.0 / prior_var
     for _ in range(LAPLACE_STEPS):
         p = OPS.sigmoid(argument + r[..., None])
         mean = floor_ + (curves.CEILING - floor_) * p
         gradient = (curves.CEILING - floor_) * p * (1 - p)
         var = curves.accuracy_sd(mean, evaluations, jitter, OPS) ** 2
         precision = (gradient**2 / var).sum(axis=-1) + prior_precision
-        r = r + (((acc - mean) * gradient / var).sum(axis=-1) - r * prior_precision) / precision
+        r = r + (((acc - mean) * gradient / var).sum(axis=-1) - (r - prior_mean) * prior_precision) / precision
     mean = curves.sigmoid_accuracy(argument + r[..., None], floor_, OPS)
     sd = curves.accuracy_sd(mean, evaluations, jitter, OPS)
-    log_lik = curves.normal_logp(acc, mean, sd, OPS).sum(axis=-1) + curves.normal_logp(r, 0.0, scale, OPS)
+    prior = curves.normal_logp(r, prior_mean, np.sqrt(prior_var), OPS)
+    log_lik = curves.normal_logp(acc, mean, sd, OPS).sum(axis=-1) + prior
     return log_lik + 0.5 * np.log(2 * np.pi / precision), r, 1.0 / precision
 
 

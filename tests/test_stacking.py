@@ -1,0 +1,72 @@
+"""The nested backtest's decisions (bayes.stacking), on held-out values whose truth is known: the discrepancy scale
+kappa, the stacking weights and the split. No MCMC: a design's predictive is given as per-draw components."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayesladder.bayes.predict import Components
+from bayesladder.bayes.stacking import discrepancy_scale, nested_split, stacking_weights
+
+SIZES, TASKS, DRAWS = 3, 8, 400  # held-out sizes (one run each), tasks, posterior draws
+
+
+def held_out(seed: int, true_kappa: float):
+    """(parts, actual, distance): a design whose per-draw means scatter 0.3 logits around each truth (its parameter
+    uncertainty, which the truth shares), measured with SD 0.01; the actual values shifted further by a discrepancy
+    of SD true_kappa x distance, the same for every task of a size (as a size's deviation is)."""
+    rng = np.random.default_rng(seed)
+    distance = np.array([0.5, 1.0, 1.5])
+    slope = np.full((DRAWS, TASKS), 0.2)  # accuracy per logit
+    parts, actual = [], np.empty((SIZES, TASKS))
+    for i in range(SIZES):
+        truth = 0.6 + 0.2 * 0.3 * rng.standard_normal(TASKS)  # the truth: one draw of the design's own predictive
+        centre = truth + 0.2 * 0.3 * rng.standard_normal(TASKS)
+        mean = centre + 0.2 * 0.3 * rng.standard_normal((DRAWS, TASKS))
+        shift = true_kappa * distance[i] * (0.5 * rng.standard_normal() + 0.87 * rng.standard_normal(TASKS))
+        actual[i] = truth + 0.2 * shift + 0.01 * rng.standard_normal(TASKS)
+        parts.append(Components(np.full((DRAWS, TASKS), np.nan), mean, slope, np.full((DRAWS, TASKS), 0.01)))
+    return parts, actual, distance
+
+
+def test_kappa_stays_0_where_the_designs_own_intervals_cover_what_it_misses():
+    kappas = [discrepancy_scale(*held_out(seed, 0.0), temper=SIZES / (SIZES * TASKS))[0] for seed in range(20)]
+    assert sum(k > 0 for k in kappas) <= 2, kappas  # the evidence rule: not an upward-biased boundary estimate
+
+
+def test_kappa_follows_a_discrepancy_the_held_out_values_show():
+    kappa, gain = discrepancy_scale(*held_out(0, 1.5), temper=SIZES / (SIZES * TASKS))
+    assert gain > 1.0
+    assert 0.7 < kappa < 2.0
+
+
+def test_stacking_weights_favour_the_design_that_scores_better_without_dropping_the_other():
+    rng = np.random.default_rng(3)
+    better = rng.uniform(1.0, 3.0, 40)
+    densities = np.column_stack([better, 0.5 * better])
+    weights = stacking_weights(densities, units=4)
+    assert weights.sum() == pytest.approx(1.0)
+    assert 0.5 < weights[0] < 0.95  # 4 independent units: the Dirichlet(2) prior keeps the other design in
+    np.testing.assert_allclose(stacking_weights(np.column_stack([better, better]), units=4), [0.5, 0.5], atol=1e-3)
+    assert stacking_weights(densities)[0] > weights[0]  # 40 independent points say more than 4
+
+
+def ladder(sizes: dict[str, float]) -> xr.Dataset:
+    runs = [f"{s}-{m}" for s in sizes for m in ("1x", "2x")]
+    return xr.Dataset(
+        {
+            "size": ("run", [r.split("-")[0] for r in runs]),
+            "n_params": ("run", [sizes[r.split("-")[0]] for r in runs]),
+        },
+        coords={"run": runs},
+    )
+
+
+def test_the_nested_split_fits_the_sizes_below_the_geometric_middle_and_needs_two_of_them():
+    ds = ladder({"190M": 190e6, "370M": 370e6, "760M": 760e6, "1B": 1.2e9})
+    split = nested_split(ds, list(ds["run"].values))
+    assert split.fitted == ("190M", "370M") and split.held_out == ("760M", "1B")
+    two = ladder({"190M": 190e6, "370M": 370e6})
+    assert nested_split(two, list(two["run"].values)) is None  # one size below the middle: no curve in N to fit
