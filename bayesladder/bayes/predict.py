@@ -6,7 +6,9 @@ Each posterior draw gives a loss curve and an accuracy curve per task (``bayes.c
 * loss = loss_scale x curve(N, D) x exp(size effect) x exp(run noise). The size effect is, for a ladder size,
   drawn from its posterior given that size's runs; for a size outside the ladder, a fresh draw.
 * accuracy = the step-2 curve at the expected loss (the curve with the size effect, without the run noise),
-  shifted by the size's shift (trend x ln N + residual: the ladder size's own residual, or a fresh one),
+  shifted by the size's shift (trend x ln N + residual: the ladder size's own residual; for a new size, a fresh
+  one plus the part of the ladder's residuals that the fitted level and trend absorbed, see
+  ``curves.new_size_shift``),
   plus the measurement noise of a final value (binomial over the task's questions and the checkpoints
   averaged, and the learned jitter). Step-1 uncertainty thus flows into every accuracy draw.
 

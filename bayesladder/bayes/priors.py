@@ -97,7 +97,8 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "acc_size_scale": (
         "How far each model size's accuracy strays from the sigmoid and its trend (logit scale); a new size draws "
-        "its own such error in step 2."
+        "its own such error in step 2, widened by how far beyond the ladder it lies (the error of the fitted trend "
+        "that the ladder's own sizes leave)."
     ),
 }
 

@@ -21,6 +21,7 @@ from bayesladder.bayes.data import with_replicates
 from bayesladder.bayes.diagnostics import Diagnostics, Thresholds, checks, diagnose
 from bayesladder.bayes.fit import LadderFit
 from bayesladder.bayes.predict import predictive_draws
+from bayesladder.bayes.stacking import KAPPA_EVIDENCE
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import resolve_target, select_runs
 from bayesladder.report import figures
@@ -180,12 +181,13 @@ def designs_section(fitted: LadderFit) -> Section:
         f"Before the full ladder was fitted, each design was fitted on sizes {', '.join(split.fitted)} and predicted "
         f"every run of sizes {', '.join(split.held_out)}. Its discrepancy scale kappa (logits per e-fold of N "
         "beyond the largest fitted size) is what its intervals needed beyond their own width to score best on "
-        "those held-out values; its weight is its share in the stacked prediction (the mixture that scored best, "
-        "tempered to the number of held-out sizes, with a Dirichlet(2) prior). Predictions mix the designs' draws "
+        f"those held-out values, kept only where it gained at least {KAPPA_EVIDENCE:g} nat of the tempered log score "
+        "(kappa_gain); its weight is its share in the stacked prediction (the mixture that scored best, tempered "
+        "to the number of held-out sizes, with a Dirichlet(2) prior). Predictions mix the designs' draws "
         "by these weights, each widened by kappa times the e-folds of N beyond the ladder's largest size."
     )
-    columns = [c for c in ("design", "weight", "kappa", "log_score", "mae", "coverage90", "n", "max_rhat",
-                           "divergences") if c in calibration.scores]  # fmt: skip
+    columns = [c for c in ("design", "weight", "kappa", "kappa_gain", "log_score", "mae", "coverage90", "n",
+                           "max_rhat", "divergences") if c in calibration.scores]  # fmt: skip
     return Section("designs", "Designs and extrapolation", text,
                    tables=[("Nested backtest per design", calibration.scores[columns])])  # fmt: skip
 
