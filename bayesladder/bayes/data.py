@@ -67,6 +67,13 @@ class ModelData:
         return float(np.ptp(self.s1_y)) < 0.01
 
     @property
+    def size_design(self) -> np.ndarray:
+        """(size x 2) design [1, size_x] of what every size's shift shares: the task's level and its trend in ln N
+        ([1] alone for a ladder of one size)."""
+        design = np.column_stack([np.ones(len(self.sizes)), self.size_x])
+        return design if np.linalg.matrix_rank(design) == 2 else design[:, :1]
+
+    @property
     def residual_basis(self) -> np.ndarray:
         """(size x free) orthonormal basis of the size shifts that have no mean and no linear trend in x.
 
@@ -74,19 +81,15 @@ class ModelData:
         the task's trend, and with them the posterior had correlations of 0.85 that cost the sampler ~70 leapfrog
         steps a draw. (Like a zero-sum constraint, for the trend as well; a ladder of 2 sizes has no residuals.)
         """
-        design = np.column_stack([np.ones(len(self.sizes)), self.size_x])
-        u, singular, _ = np.linalg.svd(design, full_matrices=True)
-        rank = int((singular > 1e-9 * singular.max()).sum())
-        return u[:, rank:]
+        design = self.size_design
+        u, _, _ = np.linalg.svd(design, full_matrices=True)
+        return u[:, design.shape[1] :]
 
     @property
     def absorbed_covariance(self) -> np.ndarray:
-        """(X'X)^-1 of the sizes' design X = [1, size_x] ([1] for a ladder of one size): per unit residual variance,
-        the covariance of the part of the sizes' residuals that the level and the trend absorb (see
-        ``curves.new_size_shift``)."""
-        design = np.column_stack([np.ones(len(self.sizes)), self.size_x])
-        if np.linalg.matrix_rank(design) < 2:
-            design = design[:, :1]
+        """(X'X)^-1 of :attr:`size_design` X: per unit residual variance, the covariance of the part of the sizes'
+        residuals that the level and the trend absorb (see ``curves.new_size_shift``)."""
+        design = self.size_design
         return np.linalg.inv(design.T @ design)
 
     @property

@@ -390,6 +390,11 @@ class Preposterior:
         y_t = float(np.log(target.tokens) - data.log_d_ref)
         noise_var, size_var = (design["loss_noise"] ** 2, design.size_var()) if design.has_loss else (None, None)
         fresh_t = design.new_size_shift(x_t)
+        fresh = {  # the prior of each planned new size's own shift
+            size: design.new_size_shift(self.x(members[0].rung.n_params))
+            for size, members in by_size.items()
+            if self.ladder_size(size) is None
+        }
         target_index = self.ladder_size(group)
         curve_t = design.curve(x_t, y_t) if design.has_loss else None
         for t in range(len(data.tasks)):
@@ -419,7 +424,7 @@ class Preposterior:
                     sd = curves.accuracy_sd(mean, evaluations, jitter, OPS)
                     log_lik[..., t] += curves.normal_logp(acc, mean, sd, OPS).sum(axis=-1)
                 else:
-                    prior_mean, prior_var = (v[None, :, t] for v in design.new_size_shift(x))
+                    prior_mean, prior_var = (v[None, :, t] for v in fresh[size])
                     ll, r_mean, r_var = latent_shift(argument, acc, evaluations, floor_, jitter, prior_mean, prior_var)
                     log_lik[..., t] += ll
                     if size == group:
