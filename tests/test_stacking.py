@@ -32,12 +32,12 @@ def held_out(seed: int, true_kappa: float):
 
 
 def test_kappa_stays_0_where_the_designs_own_intervals_cover_what_it_misses():
-    kappas = [discrepancy_scale(*held_out(seed, 0.0), temper=SIZES / (SIZES * TASKS))[0] for seed in range(20)]
+    kappas = [discrepancy_scale(*held_out(seed, 0.0), units=SIZES)[0] for seed in range(20)]
     assert sum(k > 0 for k in kappas) <= 2, kappas  # the evidence rule: not an upward-biased boundary estimate
 
 
 def test_kappa_follows_a_discrepancy_the_held_out_values_show():
-    kappa, gain = discrepancy_scale(*held_out(0, 1.5), temper=SIZES / (SIZES * TASKS))
+    kappa, gain = discrepancy_scale(*held_out(0, 1.5), units=SIZES)
     assert gain > 1.0
     assert 0.7 < kappa < 2.0
 

@@ -119,7 +119,7 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
         parts = [_components(nested, design, ds, run) for run in held_out]
         largest = float(nested.data.size_x.max() + nested.data.log_n_ref)
         distance = np.array([max(0.0, np.log(resolve_target(ds, r, None, None).n_params) - largest) for r in held_out])
-        kappa, gain = discrepancy_scale(parts, actual, distance, temper=len(split.held_out) / actual.size)
+        kappa, gain = discrepancy_scale(parts, actual, distance, units=len(split.held_out))
         densities[design] = _densities(parts, actual, distance, kappa)
         check = convergence(nested)
         rows.append(
@@ -156,11 +156,12 @@ def _densities(parts, actual: np.ndarray, distance: np.ndarray, kappa: float) ->
     return np.where(np.isnan(actual), 1.0, np.maximum(out, 1e-300))
 
 
-def discrepancy_scale(parts, actual: np.ndarray, distance: np.ndarray, temper: float) -> tuple[float, float]:
+def discrepancy_scale(parts, actual: np.ndarray, distance: np.ndarray, units: int) -> tuple[float, float]:
     """(kappa, its tempered log-score gain over kappa = 0) from held-out values ``actual`` (runs, tasks), their
     predictive ``parts`` (one ``predict.Components`` per run) and e-folds of N beyond the fit (per run): the kappa
-    that scores them best, kept only where it gains at least :data:`KAPPA_EVIDENCE` (else 0). ``temper``: the
-    power of the log score (independent units / values)."""
+    that scores them best, kept only where it gains at least :data:`KAPPA_EVIDENCE` (else 0). ``units``: how many
+    independent groups the values come from (see :func:`tempering`)."""
+    temper = tempering(units, actual.size)
 
     def negative_log_score(kappa):
         return -float(np.log(_densities(parts, actual, distance, kappa)).sum())
@@ -187,6 +188,12 @@ def _point_scores(parts, actual: np.ndarray, distance: np.ndarray, kappa: float,
     )
 
 
+def tempering(units: int, points: int) -> float:
+    """The power of a held-out log score whose ``points`` come from ``units`` independent groups (a held-out size's
+    values share its deviation): scored as if the log score summed ``units`` independent values."""
+    return units / points
+
+
 def stacking_weights(densities: np.ndarray, units: int | None = None) -> np.ndarray:
     """Weights on the simplex maximising the tempered held-out log score plus a Dirichlet(:data:`DIRICHLET`) prior:
     (units / points) sum_i log(sum_k w_k densities[i, k]) + (DIRICHLET - 1) sum_k log w_k. ``units``: how many
@@ -194,7 +201,7 @@ def stacking_weights(densities: np.ndarray, units: int | None = None) -> np.ndar
     points, k = densities.shape
     if k == 1:
         return np.ones(1)
-    temper = (units or points) / points
+    temper = tempering(units or points, points)
 
     def negative(logits):
         w = np.exp(logits - logits.max())
