@@ -94,8 +94,7 @@ def fit_step1(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray) -> tup
 def step2_points(ds: xr.Dataset, runs: list[str], task: str) -> tuple[np.ndarray, np.ndarray]:
     """Every kept checkpoint of ``runs``, smoothed by a trailing 5-point moving average per run."""
     losses, accs = [], []
-    for run in runs:
-        _, loss, acc = step2_checkpoints(ds, run, task)
+    for _, loss, acc in step2_checkpoints(ds, runs, task).values():
         losses.append(trailing_moving_average(loss, SMOOTHING_WINDOW))
         accs.append(trailing_moving_average(acc, SMOOTHING_WINDOW))
     return np.concatenate([[], *losses]), np.concatenate([[], *accs])

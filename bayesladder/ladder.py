@@ -114,17 +114,28 @@ def _mean_of_known(values: np.ndarray) -> float:
 
 
 def step2_checkpoints(
-    ds: xr.Dataset, run: str, task: str, need_loss: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tokens, task loss, accuracy) of a run's checkpoints after the first ceil(10%) are dropped (none of one);
-    only those with an accuracy, and a task loss unless ``need_loss`` is False."""
-    r = ds.sel(run=run, task=task)
-    present = np.flatnonzero(r["tokens"].notnull().values)
-    kept = present[step2_kept(len(present))]
-    loss = r["task_loss"].values[kept]
-    acc = r["accuracy"].values[kept]
-    ok = ~(np.isnan(loss) & need_loss | np.isnan(acc))
-    return r["tokens"].values[kept][ok], loss[ok], acc[ok]
+    ds: xr.Dataset, runs: list[str], task: str, need_loss: bool = True
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per run of ``runs`` (in their order): (tokens, task loss, accuracy) of its checkpoints after the first
+    ceil(10%) are dropped (none of one); only those with an accuracy, and a task loss unless ``need_loss`` is False.
+
+    An evaluation that several runs of a size hold counts once, in the run with the most checkpoints: the branches
+    of a warmup-stable-decay ladder hold the stable-phase checkpoints they start from, and counted in every branch
+    these identical values would weigh as independent measurements. (Same size, tokens, loss and accuracy: distinct
+    runs do not give bit-identical evaluations.)
+    """
+    longest_first = sorted(runs, key=lambda run: -int(ds["tokens"].sel(run=run).notnull().sum()))
+    seen, out = set(), {}
+    for run in longest_first:
+        r = ds.sel(run=run, task=task)
+        present = np.flatnonzero(r["tokens"].notnull().values)
+        kept = present[step2_kept(len(present))]
+        tokens, loss, acc = r["tokens"].values[kept], r["task_loss"].values[kept], r["accuracy"].values[kept]
+        keys = [(str(r["size"].values), *np.nan_to_num(v, nan=-1.0)) for v in zip(tokens, loss, acc)]
+        ok = ~(np.isnan(loss) & need_loss | np.isnan(acc)) & np.array([key not in seen for key in keys], dtype=bool)
+        seen.update(keys)
+        out[run] = (tokens[ok], loss[ok], acc[ok])
+    return {run: out[run] for run in runs}
 
 
 def step2_kept(count: int) -> slice:

@@ -123,7 +123,7 @@ def tiny_dataset(n_checkpoints: list[int]):
 
 @pytest.mark.parametrize("n, dropped", [(1, 0), (2, 1), (9, 1), (10, 1), (11, 2), (20, 2), (30, 3), (37, 4), (163, 17)])
 def test_step2_drops_the_first_ceil_ten_percent_but_keeps_a_single_evaluation(n, dropped):
-    tokens, loss, acc = ladder.step2_checkpoints(tiny_dataset([n]), f"r{n}", "t")
+    tokens, loss, acc = ladder.step2_checkpoints(tiny_dataset([n]), [f"r{n}"], "t")[f"r{n}"]
     np.testing.assert_array_equal(loss, 10 + np.arange(dropped, n))
     np.testing.assert_array_equal(tokens, np.arange(dropped + 1, n + 1) * 1e9)
     np.testing.assert_allclose(acc, np.arange(dropped, n) / 100)

@@ -1,8 +1,9 @@
-"""What the model sees: step-2 blocks, reruns as extra step-1 points, inferred question counts."""
+"""What the model sees: step-2 blocks, reruns as extra step-1 points, inferred question counts, a checkpoint that
+warmup-stable-decay branches share counted once."""
 
 import numpy as np
 
-from bayesladder import testing
+from bayesladder import datasets, schema, testing
 from bayesladder.bayes.data import BLOCK, infer_n_questions, prepare
 from bayesladder.ladder import LadderSelection, select_runs
 
@@ -34,3 +35,18 @@ def test_reruns_of_a_selected_cell_enter_step_1_as_extra_points(olmo_ladder_ds):
     data = prepare(olmo_ladder_ds, runs, ["mmlu"])
     assert len(data.s1_loss) == 2  # 190M-1xC and 190M-1xC-rerun
     assert data.s1_x[0] == data.s1_x[1]
+
+
+def test_a_stable_phase_checkpoint_that_decay_branches_share_counts_once():
+    # the shipped micro ladder: per size one run to 10xC, and 1, 2, 5xC decaying from its stable phase; each
+    # branch holds the stable checkpoints before its decay, the very evaluations the 10xC run holds
+    ds = schema.read(datasets.micro_ladder())
+    runs = ["54k-1xC", "54k-2xC", "54k-5xC", "54k-10xC"]
+    data = prepare(ds, runs, ["cloze"])
+    ends = [float(ds["accuracy"].sel(run=r, task="cloze").dropna("checkpoint")[-1]) for r in runs[:3]]
+    long_run = ds["accuracy"].sel(run="54k-10xC", task="cloze").values[1:]  # its first ceil(10%) dropped
+    # each branch adds only its own decayed end; the stable checkpoints come once, from the 10xC run
+    assert sorted(data.s2_acc) == sorted([*ends, *long_run])
+    # selected alone, a branch keeps its stable checkpoints: nothing else holds them
+    alone = prepare(ds, ["54k-5xC"], ["cloze"])
+    assert len(alone.s2_acc) == 4

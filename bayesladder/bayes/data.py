@@ -137,9 +137,10 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str], need_loss: bool =
     size_of_run = {r: str(ds["size"].sel(run=r).values) for r in runs}
 
     s2 = {"task": [], "size": [], "y": [], "loss": [], "acc": [], "count": []}
+    checkpoints = {task: step2_checkpoints(ds, runs, task, need_loss) for task in tasks}
     for run in runs:
         for task in tasks:
-            tokens, loss, acc = step2_checkpoints(ds, run, task, need_loss)
+            tokens, loss, acc = checkpoints[task][run]
             blocks = step2_blocks(len(loss))
             n_blocks, block = blocks.shape
             if n_blocks == 0:

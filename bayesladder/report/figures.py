@@ -156,7 +156,7 @@ def step2(ds, design, runs, tasks, specs, draws, max_draws) -> list[tuple[str, b
         all_loss = []
         for size, color in colors.items():  # in order of N: the legend lists sizes that way
             of_size = [r for r in runs if str(ds["size"].sel(run=r).values) == size]
-            points = [step2_checkpoints(ds, run, task) for run in of_size]
+            points = list(step2_checkpoints(ds, of_size, task).values())
             loss = np.concatenate([p[1] for p in points])
             ax.scatter(loss, np.concatenate([p[2] for p in points]), s=6, alpha=0.5, color=color, label=size)
             all_loss.append(loss)
