@@ -129,11 +129,11 @@ def step2_checkpoints(
     for run in longest_first:
         r = ds.sel(run=run, task=task)
         present = np.flatnonzero(r["tokens"].notnull().values)
-        kept = present[step2_kept(len(present))]
-        tokens, loss, acc = r["tokens"].values[kept], r["task_loss"].values[kept], r["accuracy"].values[kept]
+        tokens, loss, acc = r["tokens"].values[present], r["task_loss"].values[present], r["accuracy"].values[present]
         keys = [(str(r["size"].values), *np.nan_to_num(v, nan=-1.0)) for v in zip(tokens, loss, acc)]
         ok = ~(np.isnan(loss) & need_loss | np.isnan(acc)) & np.array([key not in seen for key in keys], dtype=bool)
         seen.update(keys)
+        ok[: step2_kept(len(present)).start] = False
         out[run] = (tokens[ok], loss[ok], acc[ok])
     return {run: out[run] for run in runs}
 
