@@ -88,6 +88,17 @@ def test_the_width_before_is_the_predictions_own(simulated_fit):
     assert before.width == pytest.approx(float((high - low).mean()), rel=0.1)
 
 
+def test_an_update_that_rests_on_one_draw_gives_a_width_flagged_by_its_ess(simulated_fit):
+    """Three large rungs together, two posterior draws: the outcomes leave all weight on one draw (they crashed
+    `plan`'s ranking with NaN widths on a Gemstones retrospective). The width is finite and the ESS says why it is
+    rough."""
+    ds, fitted = simulated_fit
+    rungs = _candidates(ds, fitted, [("640M=6.4e8", "10xC=1.28e11"), ("160M", "10xC"), ("2B=2e9", "10xC=4e11")])
+    after = Preposterior(fitted, TARGET, outcomes=16, max_draws=2).evaluate(rungs)
+    assert np.isfinite(after.widths).all() and 0 < after.width < Preposterior(fitted, TARGET, **FAST).evaluate().width
+    assert after.ess.min() == pytest.approx(1.0)
+
+
 def test_the_expected_crps_of_a_normal_is_its_sd_over_root_pi():
     """A forecast scored against actuals drawn from itself: CRPS = sd / sqrt(pi) for a normal (Gneiting and Raftery
     2007), whether given as one component or as two equal ones; a wider normal scores worse in proportion."""

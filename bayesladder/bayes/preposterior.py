@@ -511,8 +511,13 @@ def _sd_reduction(design: DesignDraws, names: tuple[str, ...], log_weight: np.nd
 
 
 def _debias(log_weight: np.ndarray) -> np.ndarray:
-    """1 / sqrt(1 - sum of squared weights): what the weighted SD of S draws' means is short of the SD (J, T)."""
-    return 1.0 / np.sqrt(1.0 - np.exp(logsumexp(2 * log_weight, axis=1)))
+    """1 / sqrt(1 - sum of squared weights): what the weighted SD of S draws' means is short of the SD (J, T).
+
+    1 where every weight sits on one draw (an outcome far narrower than the posterior): that draw's spread is 0
+    whatever the factor, and an infinite factor would turn the zero-weight draws' terms into NaN. Such updates are
+    flagged by their effective sample size (``Evaluation.ess``)."""
+    shortfall = 1.0 - np.exp(logsumexp(2 * log_weight, axis=1))
+    return 1.0 / np.sqrt(np.where(shortfall > 0, shortfall, 1.0))
 
 
 def _centre(part: dict, name: str = "mean") -> tuple[np.ndarray, np.ndarray]:
