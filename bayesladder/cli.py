@@ -22,6 +22,7 @@ from typer.exceptions import Abort, TyperException
 
 from bayesladder.bayes.diagnostics import Thresholds
 from bayesladder.bayes.fit import FitConfig
+from bayesladder.bayes.stacking import NO_SPLIT
 from bayesladder.errors import BayesLadderError
 
 EXIT_DIAGNOSTICS_FAILED = 2
@@ -299,9 +300,7 @@ def describe_calibration(fitted) -> str:
         f"{d} {calibration.weights[d]:.2f} (kappa {calibration.kappa[d]:.2f})" for d in fitted.config.designs
     )
     if calibration.split is None:
-        return (
-            f"designs mixed in equal parts: {parts} (no nested backtest: the ladder's sizes are too few or too close)"
-        )
+        return f"designs mixed in equal parts: {parts} ({NO_SPLIT})"
     split = calibration.split
     return (
         f"designs stacked by the nested backtest (sizes {', '.join(split.fitted)} -> {', '.join(split.held_out)}): "

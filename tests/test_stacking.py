@@ -53,14 +53,16 @@ def test_stacking_weights_favour_the_design_that_scores_better_without_dropping_
     assert stacking_weights(densities)[0] > weights[0]  # 40 independent points say more than 4
 
 
-def ladder(sizes: dict[str, float]) -> xr.Dataset:
-    runs = [f"{s}-{m}" for s in sizes for m in ("1x", "2x")]
+def ladder(sizes: dict[str, float], multipliers=(1, 2, 5, 10)) -> xr.Dataset:
+    """Runs of every size at every length (D = multiplier x 20 N), one checkpoint each."""
+    runs = [(s, m) for s in sizes for m in multipliers]
     return xr.Dataset(
         {
-            "size": ("run", [r.split("-")[0] for r in runs]),
-            "n_params": ("run", [sizes[r.split("-")[0]] for r in runs]),
+            "size": ("run", [s for s, _ in runs]),
+            "n_params": ("run", [sizes[s] for s, _ in runs]),
+            "tokens": (("run", "checkpoint"), [[m * 20 * sizes[s]] for s, m in runs]),
         },
-        coords={"run": runs},
+        coords={"run": [f"{s}-{m}xC" for s, m in runs]},
     )
 
 
@@ -70,3 +72,20 @@ def test_the_nested_split_fits_the_sizes_below_the_geometric_middle_and_needs_tw
     assert split.fitted == ("190M", "370M") and split.held_out == ("760M", "1B")
     two = ladder({"190M": 190e6, "370M": 370e6})
     assert nested_split(two, list(two["run"].values)) is None  # one size below the middle: no curve in N to fit
+
+
+def test_no_nested_split_whose_fit_has_no_more_runs_than_step_1_has_parameters(olmo_ladder_ds):
+    """OLMo's paper sizes at 1xC and 2xC: the lower half (190M, 370M) has 4 runs for the 5 parameters of step 1's
+    curve per task (E, A, B, alpha, beta), and its nested fits diverged; at 4 lengths it has 8."""
+    ds = olmo_ladder_ds
+    paper_sizes = ("190M", "370M", "760M", "1B")
+
+    def runs(lengths):
+        chosen = ds["size"].isin(paper_sizes) & ds["length"].isin(lengths) & (ds["replicate"] == 0)
+        return list(map(str, ds["run"].values[chosen.values]))
+
+    assert nested_split(ds, runs(("1xC", "2xC", "5xC", "10xC"))).fitted == ("190M", "370M")
+    assert nested_split(ds, runs(("1xC", "2xC"))) is None
+    one_length = ladder({"48M": 48e6, "60M": 60e6, "90M": 90e6, "120M": 120e6, "500M": 500e6}, multipliers=(1,))
+    one_length["tokens"][:] = 350e9  # every size trained to the same D, as Gemstones is
+    assert len(nested_split(one_length, list(one_length["run"].values)).fitted) == 4  # 4 runs > E, A and alpha

@@ -59,6 +59,11 @@ def power_law_terms(centre, slope_n, slope_d, split_e, split_w, ops: Ops):
     return e, a, b, slope_n / a, slope_d / b
 
 
+def power_law_parameters(single_length: bool) -> int:
+    """The step-1 curve's free parameters per task: E, A, alpha, and B, beta where the runs' lengths differ."""
+    return 3 if single_length else 5
+
+
 def power_law_log_jacobian(split_e, ops: Ops):
     """ln |d(ln alpha, ln beta) / d(e, w)| (or ln |d ln alpha / d e| with one length): both are ln sigmoid(e)."""
     return ops.log(ops.sigmoid(split_e))

@@ -63,8 +63,7 @@ class ModelData:
 
     @property
     def single_length(self) -> bool:
-        """Every run trained to the same D (within 1%): the ladder says nothing about how loss falls with D."""
-        return float(np.ptp(self.s1_y)) < 0.01
+        return one_length(self.s1_y)
 
     @property
     def size_design(self) -> np.ndarray:
@@ -196,6 +195,11 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str], need_loss: bool =
         final_only=final_only(ds, runs),
         loss_units=schema.loss_units(ds),
     )
+
+
+def one_length(log_tokens) -> bool:
+    """Every run trained to the same D (within 1%): the ladder says nothing about how loss falls with D."""
+    return float(np.ptp(log_tokens)) < 0.01
 
 
 def step2_blocks(count: int) -> np.ndarray:

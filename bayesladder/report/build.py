@@ -21,7 +21,7 @@ from bayesladder.bayes.data import with_replicates
 from bayesladder.bayes.diagnostics import Diagnostics, Thresholds, checks, diagnose
 from bayesladder.bayes.fit import LadderFit
 from bayesladder.bayes.predict import predictive_draws
-from bayesladder.bayes.stacking import KAPPA_EVIDENCE
+from bayesladder.bayes.stacking import KAPPA_EVIDENCE, NO_SPLIT
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import resolve_target, select_runs
 from bayesladder.report import figures
@@ -171,9 +171,7 @@ def designs_section(fitted: LadderFit) -> Section:
     calibration = fitted.calibration
     if calibration.split is None:
         text = (
-            "The ladder has too few sizes, or too close, for a nested backtest (it needs 2 below the middle of its "
-            "N range, a factor 1.65 apart, and 1 above), so the designs are mixed in equal parts, with no added "
-            "discrepancy."
+            f"{NO_SPLIT[0].upper()}{NO_SPLIT[1:]}; so the designs are mixed in equal parts, with no added discrepancy."
         )
         return Section("designs", "Designs and extrapolation", text)
     split = calibration.split
