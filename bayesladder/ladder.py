@@ -162,9 +162,10 @@ def resolve_target(ds: xr.Dataset | None, name: str | None, n_params: float | No
     if name is None:
         if n_params is None or tokens is None:
             raise BayesLadderError("give a target: --target NAME, or both --n and --d")
-        if n_params <= 0 or tokens <= 0:
-            raise BayesLadderError("--n and --d must be positive (parameters and training tokens)")
+        check_n_and_d(n_params, tokens)
         return Target(f"N={n_params:.3g},D={tokens:.3g}", float(n_params), float(tokens))
+    if n_params is not None or tokens is not None:
+        raise BayesLadderError(f"give either --target {name} or --n and --d, not both: they name two targets")
     if ds is not None and name in ds["run"].values:
         r = ds.sel(run=name)
         last = np.flatnonzero(r["tokens"].notnull().values)[-1]
@@ -176,6 +177,15 @@ def resolve_target(ds: xr.Dataset | None, name: str | None, n_params: float | No
     raise BayesLadderError(
         f"unknown target '{name}'; use a known target ({', '.join(KNOWN_TARGETS)}), a run of the dataset {listed} or --n/--d"
     )
+
+
+def check_n_and_d(n_params: float, tokens: float) -> None:
+    """A target's or a checkpoint's N and D, as given with --n and --d: positive finite numbers."""
+    if not all(math.isfinite(v) and v > 0 for v in (n_params, tokens)):
+        raise BayesLadderError(
+            f"--n and --d must be positive finite numbers: parameters and training tokens, e.g. --n 7e9 --d 2e12 "
+            f"(got --n {n_params:g} --d {tokens:g})"
+        )
 
 
 def actual_final(ds: xr.Dataset, run: str) -> pd.DataFrame | None:

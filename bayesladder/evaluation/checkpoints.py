@@ -19,6 +19,7 @@ from bayesladder import schema
 from bayesladder.errors import BayesLadderError
 from bayesladder.evaluation.scoring import ACCURACY_NORMALISATION, TaskScore, score_task
 from bayesladder.evaluation.tasks import Task
+from bayesladder.ladder import check_n_and_d
 
 DEFAULT_MAX_LENGTH = 2048  # for a config that does not say how long a context the model takes
 PRODUCER = "bayesladder eval"
@@ -99,8 +100,7 @@ def describe(
             f"{path}: cannot tell its {', '.join(missing)} from the checkpoint (no run.json of bayesladder train "
             f"beside it); give {' and '.join(missing)}"
         )
-    if n_params <= 0 or tokens <= 0:
-        raise BayesLadderError("--n and --d must be positive (parameters and training tokens)")
+    check_n_and_d(n_params, tokens)
     return CheckpointRun(
         name=run,
         n_params=float(n_params),
