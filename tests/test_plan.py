@@ -150,6 +150,8 @@ def test_a_simulated_outcome_is_what_a_refit_would_see(simulated_fit):
         (["20M"], ["1yC"], "unknown length '1yC'"),
         (["20M=3e8"], ["1xC"], "size '20M' has N = 2e+07 in the dataset"),
         (["7B=abc"], ["1xC"], "bad size '7B=abc'"),
+        (["40M"], ["0xC"], "bad length '0xC'; a multiple of Chinchilla-optimal tokens is positive"),
+        (["40M"], ["4xC=-1"], "bad length '4xC=-1'; write LABEL=D.*e.g. 3xC=6e10"),
     ],
 )
 def test_bad_candidates_are_one_error(simulated_fit, sizes, lengths, fragment):
