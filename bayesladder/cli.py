@@ -582,8 +582,8 @@ def diagnose(
     """R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO and PPC of a fit (exit 2 if any check fails)."""
     from bayesladder.bayes.fit import LadderFit
 
-    fitted = LadderFit.load(fit_file)
     thresholds = Thresholds(max_rhat=max_rhat, min_ess=min_ess, min_bfmi=min_bfmi)
+    fitted = LadderFit.load(fit_file)
     stage("computing the diagnostics (R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO, PPC)")
     checked = _diagnose(fitted, thresholds)
     if plots is not None:

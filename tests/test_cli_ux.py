@@ -33,6 +33,18 @@ def test_parse_errors_are_one_line_with_exit_1(args, fragments):
     assert_clean_error(invoke(*args), *fragments)
 
 
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--max-rhat", "nan"], ["--max-rhat must be a finite number >= 1", "got nan"]),
+        (["--max-rhat", "0.99"], ["--max-rhat must be a finite number >= 1"]),
+        (["--min-ess", "-1", "--min-bfmi", "inf"], ["--min-ess must be a finite number >= 0", "--min-bfmi"]),
+    ],
+)
+def test_diagnose_refuses_thresholds_no_fit_can_meet_or_every_fit_passes(tmp_path, args, fragments):
+    assert_clean_error(invoke("diagnose", "--fit", tmp_path / "not-read.nc", *args), *fragments)
+
+
 def test_no_command_prints_the_help_and_exits_0():
     result = invoke()
     assert result.exit_code == 0 and "fit" in result.stdout and "predict" in result.stdout
