@@ -339,8 +339,9 @@ def _report_diagnostics(diag, thresholds: Thresholds, as_json: bool) -> None:
 
 
 def _refuse_overwrite(path: Path, force: bool) -> None:
-    if path.is_dir():
-        raise BayesLadderError(f"{path} is a folder; give a file name for the fit, e.g. {path / 'fit.nc'}")
+    from bayesladder.files import check_writable
+
+    check_writable(path, example="fit.nc")
     if path.exists() and not force:
         raise BayesLadderError(f"{path} exists; pass --force to overwrite it, or choose another name with -o")
 
@@ -583,6 +584,10 @@ def diagnose(
     from bayesladder.bayes.fit import LadderFit
 
     thresholds = Thresholds(max_rhat=max_rhat, min_ess=min_ess, min_bfmi=min_bfmi)
+    if plots is not None:
+        from bayesladder.bayes.plots import check_folder
+
+        check_folder(plots)
     fitted = LadderFit.load(fit_file)
     stage("computing the diagnostics (R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO, PPC)")
     checked = _diagnose(fitted, thresholds)
@@ -655,13 +660,19 @@ def backtest(
         return
     if not holdout_size:
         raise BayesLadderError("give --holdout-size SIZE (the sizes to predict), or --nested")
+    if figure is not None and subsets:
+        from bayesladder.files import check_writable
+
+        check_writable(figure, example="subsets.png")
     if subsets:
         from bayesladder.analyses import subsets as ladder_subsets
 
         with stage_once_started("refitting on each ladder subset and scoring the held-out runs"):
             summary, _ = ladder_subsets.run_subsets(ds, config, split_list(holdout_size), progress=stage)
         if figure is not None:
-            figure.write_bytes(ladder_subsets.figure(summary))
+            from bayesladder.files import atomic_write_bytes
+
+            atomic_write_bytes(figure, ladder_subsets.figure(summary))
         output.emit(
             summary,
             as_json,
@@ -775,8 +786,7 @@ def report(
     """A report of a fit: predictions with intervals, step 1/2 and chained figures, diagnostics, priors, provenance."""
     from bayesladder import report as reports
 
-    if fmt not in ("html", "md"):
-        raise BayesLadderError(f"unknown --format '{fmt}'; use html or md")
+    reports.check_destination(output_path, fmt)
     fitted, data_path, ds, used = _load_fit(fit_file, data)
     variance_table = None
     if variance_run is not None:
@@ -991,6 +1001,10 @@ def evaluate(
 
     if output_path is None and any(v is not None for v in (run, n, d)):
         raise BayesLadderError("--run, --n and --d describe the checkpoint in the dataset: give -o too")
+    if output_path is not None:
+        from bayesladder.files import check_writable
+
+        check_writable(output_path, example="ladder.nc")
     existing = schema.read(output_path) if output_path is not None and output_path.exists() else None
     chosen = [task_formats.load_any(t, limit=limit) for t in task or []]
     if spec_path is not None:

@@ -64,6 +64,32 @@ def test_a_folder_given_as_a_file_says_it_is_a_folder(tmp_path):
 # --- fit: what it says, overwriting, progress lines ---------------------------------------------------
 
 
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, olmo_ladder_nc):
+    """An output below a file (or anywhere unwritable) fails at once, before the fit is read or made; it used to
+    fail after the work (a report built, figures drawn, a fit sampled), with a puzzling 'File exists'."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    missing_fit = tmp_path / "never-read.nc"
+    for args, output in (
+        (["report", "--fit", missing_fit, "-o"], a_file / "report.html"),
+        (["diagnose", "--fit", missing_fit, "--plots"], a_file / "plots"),
+        (["fit", "--data", olmo_ladder_nc, "--tasks", "mmlu", "-o"], a_file / "fit.nc"),
+    ):
+        assert_clean_error(invoke(*args, output), str(output), f"{a_file} is a file, not a folder")
+    assert sorted(tmp_path.iterdir()) == [a_file]
+
+
+def test_check_writable_probes_without_leaving_anything(tmp_path):
+    from bayesladder.errors import BayesLadderError
+    from bayesladder.files import check_writable
+
+    new = tmp_path / "new" / "deeper" / "out.nc"
+    assert check_writable(new) == new  # folders that do not exist yet are created by the write itself
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(BayesLadderError, match="is a folder; give a file name"):
+        check_writable(tmp_path)
+
+
 def test_fit_says_what_it_fitted_what_the_diagnostics_mean_and_what_to_run_next(tiny_fit, olmo_ladder_nc):
     path, result = tiny_fit
     err = result.stderr

@@ -12,7 +12,7 @@ import jinja2
 import pandas as pd
 
 from bayesladder.errors import BayesLadderError
-from bayesladder.files import atomic_write_bytes, atomic_write_text
+from bayesladder.files import atomic_write_bytes, atomic_write_text, check_writable
 from bayesladder.report.build import Report
 
 NUMERIC = re.compile(r"^[+-]?[\d.]+(e[+-]?\d+)?( \u2013 [+-]?[\d.]+(e[+-]?\d+)?)?$")  # '61.2', '+0.7', a range
@@ -88,14 +88,20 @@ def markdown(report: Report, link_prefix: str) -> tuple[str, dict[str, bytes]]:
     return "\n".join(lines), figures
 
 
+def check_destination(path: str | Path, fmt: str) -> Path:
+    """The report's file, refused before the report is built if it is not html/md or cannot be written."""
+    path = Path(path)
+    if fmt not in ("html", "md"):
+        raise BayesLadderError(f"unknown --format '{fmt}'; use html or md")
+    if path.is_dir():
+        raise BayesLadderError(f"{path} is a folder; give a file name for the report, e.g. {path / ('report.' + fmt)}")
+    return check_writable(path)
+
+
 def write(report: Report, path: str | Path, fmt: str = "html") -> list[Path]:
     """Write the report atomically (the page appears complete or not at all); returns every file written, the
     page first. Markdown's figures are written into a folder beside it before the page."""
-    path = Path(path)
-    if fmt not in ("html", "md"):
-        raise BayesLadderError(f"unknown report format '{fmt}'; use html or md")
-    if path.is_dir():
-        raise BayesLadderError(f"{path} is a folder; give a file name for the report, e.g. {path / ('report.' + fmt)}")
+    path = check_destination(path, fmt)
     if fmt == "html":
         return [atomic_write_text(path, html(report))]
     folder = path.parent / f"{path.stem}_figures"
