@@ -876,8 +876,13 @@ def compare(
         ),
     ] = None,
     valset: Annotated[
-        str, typer.Option("--valset", help="Validation set whose loss is the c4-intermediate design's feature.")
-    ] = "c4_en",
+        str | None,
+        typer.Option(
+            "--valset",
+            help="Validation set whose loss is the c4-intermediate design's feature (default: c4_en, or the "
+            "dataset's only one).",
+        ),
+    ] = None,
     chains: ChainsOption = FitConfig.chains,
     draws: DrawsOption = FitConfig.draws,
     tune: TuneOption = FitConfig.tune,
