@@ -64,6 +64,18 @@ def test_a_folder_given_as_a_file_says_it_is_a_folder(tmp_path):
 # --- fit: what it says, overwriting, progress lines ---------------------------------------------------
 
 
+def test_a_fit_given_as_the_dataset_or_a_dataset_as_the_fit_says_which_it_is(fit_file, olmo_ladder_nc):
+    """It used to list every variable a dataset lacks, or say 'not a bayesladder fit file (KeyError)'."""
+    assert_clean_error(
+        invoke("baseline", "--data", fit_file, "--target", "13B-5T"), f"{fit_file} is a fit file", "pass it with --fit"
+    )
+    assert_clean_error(
+        invoke("predict", "--fit", olmo_ladder_nc, "--target", "13B-5T"),
+        f"{olmo_ladder_nc} is a ladder dataset, not a fit file",
+        f"bayesladder fit --data {olmo_ladder_nc}",
+    )
+
+
 def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, olmo_ladder_nc):
     """An output below a file (or anywhere unwritable) fails at once, before the fit is read or made; it used to
     fail after the work (a report built, figures drawn, a fit sampled), with a puzzling 'File exists'."""
