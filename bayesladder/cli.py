@@ -830,7 +830,9 @@ def _read_records(path: Path, key: str | None = None):
         records = records[key]
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         raise BayesLadderError(f"{path}: expected a non-empty JSON list of records, as --json prints")
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records)
+    frame.attrs["source"] = str(path)  # the library's checks of its columns name the file
+    return frame
 
 
 @app.command()

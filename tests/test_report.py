@@ -346,4 +346,4 @@ def test_report_bad_subsets_file_is_one_line(olmo_fit_file, olmo_ladder_nc, tmp_
     result = invoke(
         "report", "--fit", olmo_fit_file, "--data", olmo_ladder_nc, "--subsets", subsets, "-o", tmp_path / "r.html"
     )
-    assert_clean_error(result, fragment)
+    assert_clean_error(result, str(subsets), fragment)
