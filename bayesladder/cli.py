@@ -933,7 +933,8 @@ def train(
         list[Path] | None, typer.Option("--corpus", help="Text file(s) to train on instead of the spec's corpus.")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option("--threads", help="torch CPU threads (default: $BAYESLADDER_THREADS or torch's).")
+        int | None,
+        typer.Option("--threads", min=1, help="torch CPU threads (default: $BAYESLADDER_THREADS or torch's)."),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
@@ -980,7 +981,7 @@ def evaluate(
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many questions per file task.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass.")] = 64,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
     output_path: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="Ladder dataset to write, or to add this checkpoint to if it exists."),

@@ -66,6 +66,8 @@ def load(path: Path, device: str | None = None) -> LoadedModel:
 
 
 def evaluate(loaded: LoadedModel, tasks: list[Task], batch_size: int = 64) -> list[TaskScore]:
+    if batch_size < 1:  # 0 crashed; a negative one scored nothing and reported every choice at log-likelihood 0
+        raise BayesLadderError(f"--batch-size must be at least 1 (got {batch_size})")
     if not tasks:
         raise BayesLadderError("no tasks to evaluate: give task files and/or a ladder spec")
     return [score_task(loaded.model, t, loaded.max_length, batch_size, loaded.device) for t in tasks]
