@@ -250,6 +250,21 @@ def test_plan_bad_candidates_file_is_one_line(fit_file, tmp_path):
     assert_clean_error(result, "line 2: n_params '-3' is not a positive number")
 
 
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("size,length\n35k,1xC\n20k,1xC\n35k,1xC\n", "line 4: candidate 35k-1xC repeats line 2"),
+        (None, "not a readable CSV file (FileNotFoundError); --candidates takes a CSV with columns size, length"),
+    ],
+)
+def test_a_bad_candidates_file_is_named_before_the_fit_is_read(tmp_path, content, fragment):
+    path = tmp_path / "candidates.csv"
+    if content is not None:
+        path.write_text(content)
+    result = invoke("plan", "--fit", tmp_path / "never-read.nc", "--target", "3B-10xC", "--candidates", path)
+    assert_clean_error(result, str(path), fragment)
+
+
 def test_report_adds_the_planning_section(plan_json, fit_file, tmp_path):
     path, _ = plan_json
     out = tmp_path / "report.md"

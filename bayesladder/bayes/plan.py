@@ -125,6 +125,13 @@ def read_candidates(path: str | Path) -> pd.DataFrame:
         )
     if table.empty:
         raise BayesLadderError(f"{path}: has no candidate rows")
+    first = {}
+    for line, (size, length) in enumerate(zip(table["size"], table["length"]), start=2):
+        if first.setdefault((size.strip(), length.strip()), line) != line:
+            raise BayesLadderError(
+                f"{path}, line {line}: candidate {size}-{length} repeats line {first[(size.strip(), length.strip())]}; "
+                "list each candidate once"
+            )
     for column in ("n_params", "tokens"):
         if column in table.columns:
             for line, value in enumerate(table[column], start=2):
