@@ -65,12 +65,15 @@ def check_tasks(ds: xr.Dataset, tasks: list[str] | tuple[str, ...]) -> None:
 
 def select_runs(ds: xr.Dataset, selection: LadderSelection) -> list[str]:
     """Names of the ladder runs in ``ds`` matching ``selection``; unknown labels are an error."""
+    preset = next((name for name, chosen in PRESETS.items() if chosen == selection), None)
     for label, wanted in (("size", selection.sizes), ("length", selection.lengths)):
         known = set(map(str, ds[label].values))
         unknown = sorted(set(wanted or ()) - known)
         if unknown:
+            source = f"the ladder preset '{preset}'" if preset else f"--{label}s"
             raise BayesLadderError(
-                f"unknown {label}(s) {', '.join(unknown)}; the dataset has {', '.join(sorted(known))}"
+                f"unknown {label}(s) {', '.join(unknown)} (from {source}); {ds.encoding.get('source', 'the dataset')} "
+                f"has {', '.join(sorted(known))}: choose from these with --{label}s"
             )
     keep = (ds["role"] == "ladder") & ds["replicate"].isin(list(selection.replicates))
     if selection.sizes:
