@@ -74,6 +74,8 @@ def test_compare_baseline_only_json_shape(olmo_ladder_nc):
         (["--designs", "nope"], "unknown design(s) nope"),
         (["--valset", "nope"], "unknown validation set 'nope'"),
         (["--holdout-size", "9B"], "unknown held-out size(s) 9B"),
+        # it fitted the baseline on every size, the held-out ones included, and scored that (exit 0)
+        (["--holdout-size", "190M,370M,760M,1B,3B", "--designs", "baseline"], "holds out every ladder size"),
     ],
 )
 def test_compare_bad_input_is_one_line(olmo_ladder_nc, args, fragment):
