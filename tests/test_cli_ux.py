@@ -89,6 +89,10 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, o
     ):
         assert_clean_error(invoke(*args, output), str(output), f"{a_file} is a file, not a folder")
     assert sorted(tmp_path.iterdir()) == [a_file]
+    figures = tmp_path / "r_figures"  # where a Markdown report r.md puts its figures
+    figures.write_text("not a folder")
+    result = invoke("report", "--fit", missing_fit, "--format", "md", "-o", tmp_path / "r.md")
+    assert_clean_error(result, f"{figures} is a file", "move the file or choose another -o")
 
 
 def test_check_writable_probes_without_leaving_anything(tmp_path):

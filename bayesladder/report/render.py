@@ -95,7 +95,20 @@ def check_destination(path: str | Path, fmt: str) -> Path:
         raise BayesLadderError(f"unknown --format '{fmt}'; use html or md")
     if path.is_dir():
         raise BayesLadderError(f"{path} is a folder; give a file name for the report, e.g. {path / ('report.' + fmt)}")
+    if fmt == "md":
+        folder = figures_folder(path)
+        if folder.exists() and not folder.is_dir():
+            raise BayesLadderError(
+                f"{folder} is a file; the Markdown report {path} puts its figures in a folder of that name: move the "
+                "file or choose another -o"
+            )
+        check_writable(folder / "figure.png")
     return check_writable(path)
+
+
+def figures_folder(path: Path) -> Path:
+    """Where a Markdown report's figures go: a folder beside it, named after it."""
+    return path.parent / f"{path.stem}_figures"
 
 
 def write(report: Report, path: str | Path, fmt: str = "html") -> list[Path]:
@@ -104,7 +117,7 @@ def write(report: Report, path: str | Path, fmt: str = "html") -> list[Path]:
     path = check_destination(path, fmt)
     if fmt == "html":
         return [atomic_write_text(path, html(report))]
-    folder = path.parent / f"{path.stem}_figures"
+    folder = figures_folder(path)
     text, figures = markdown(report, folder.name)
     written = [atomic_write_bytes(folder / name, data) for name, data in figures.items()]
     return [atomic_write_text(path, text), *written]
