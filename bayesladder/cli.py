@@ -338,8 +338,9 @@ def _report_diagnostics(diag, thresholds: Thresholds, as_json: bool) -> None:
 
 
 def _refuse_overwrite(path: Path, force: bool) -> None:
-    if path.is_dir():
-        raise BayesLadderError(f"{path} is a folder; give a file name for the fit, e.g. {path / 'fit.nc'}")
+    from bayesladder.files import check_writable
+
+    check_writable(path, example="fit.nc")
     if path.exists() and not force:
         raise BayesLadderError(f"{path} exists; pass --force to overwrite it, or choose another name with -o")
 
@@ -581,8 +582,12 @@ def diagnose(
     """R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO and PPC of a fit (exit 2 if any check fails)."""
     from bayesladder.bayes.fit import LadderFit
 
-    fitted = LadderFit.load(fit_file)
     thresholds = Thresholds(max_rhat=max_rhat, min_ess=min_ess, min_bfmi=min_bfmi)
+    if plots is not None:
+        from bayesladder.bayes.plots import check_folder
+
+        check_folder(plots)
+    fitted = LadderFit.load(fit_file)
     stage("computing the diagnostics (R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO, PPC)")
     checked = _diagnose(fitted, thresholds)
     if plots is not None:
@@ -654,13 +659,19 @@ def backtest(
         return
     if not holdout_size:
         raise BayesLadderError("give --holdout-size SIZE (the sizes to predict), or --nested")
+    if figure is not None and subsets:
+        from bayesladder.files import check_writable
+
+        check_writable(figure, example="subsets.png")
     if subsets:
         from bayesladder.analyses import subsets as ladder_subsets
 
         with stage_once_started("refitting on each ladder subset and scoring the held-out runs"):
             summary, _ = ladder_subsets.run_subsets(ds, config, split_list(holdout_size), progress=stage)
         if figure is not None:
-            figure.write_bytes(ladder_subsets.figure(summary))
+            from bayesladder.files import atomic_write_bytes
+
+            atomic_write_bytes(figure, ladder_subsets.figure(summary))
         output.emit(
             summary,
             as_json,
@@ -774,8 +785,7 @@ def report(
     """A report of a fit: predictions with intervals, step 1/2 and chained figures, diagnostics, priors, provenance."""
     from bayesladder import report as reports
 
-    if fmt not in ("html", "md"):
-        raise BayesLadderError(f"unknown --format '{fmt}'; use html or md")
+    reports.check_destination(output_path, fmt)
     fitted, data_path, ds, used = _load_fit(fit_file, data)
     variance_table = None
     if variance_run is not None:
@@ -819,7 +829,9 @@ def _read_records(path: Path, key: str | None = None):
         records = records[key]
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         raise BayesLadderError(f"{path}: expected a non-empty JSON list of records, as --json prints")
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records)
+    frame.attrs["source"] = str(path)  # the library's checks of its columns name the file
+    return frame
 
 
 @app.command()
@@ -865,8 +877,13 @@ def compare(
         ),
     ] = None,
     valset: Annotated[
-        str, typer.Option("--valset", help="Validation set whose loss is the c4-intermediate design's feature.")
-    ] = "c4_en",
+        str | None,
+        typer.Option(
+            "--valset",
+            help="Validation set whose loss is the c4-intermediate design's feature (default: c4_en, or the "
+            "dataset's only one).",
+        ),
+    ] = None,
     chains: ChainsOption = FitConfig.chains,
     draws: DrawsOption = FitConfig.draws,
     tune: TuneOption = FitConfig.tune,
@@ -915,7 +932,8 @@ def train(
         list[Path] | None, typer.Option("--corpus", help="Text file(s) to train on instead of the spec's corpus.")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option("--threads", help="torch CPU threads (default: $BAYESLADDER_THREADS or torch's).")
+        int | None,
+        typer.Option("--threads", min=1, help="torch CPU threads (default: $BAYESLADDER_THREADS or torch's)."),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
@@ -962,7 +980,7 @@ def evaluate(
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many questions per file task.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass.")] = 64,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.")] = None,
     output_path: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="Ladder dataset to write, or to add this checkpoint to if it exists."),
@@ -990,6 +1008,10 @@ def evaluate(
 
     if output_path is None and any(v is not None for v in (run, n, d)):
         raise BayesLadderError("--run, --n and --d describe the checkpoint in the dataset: give -o too")
+    if output_path is not None:
+        from bayesladder.files import check_writable
+
+        check_writable(output_path, example="ladder.nc")
     existing = schema.read(output_path) if output_path is not None and output_path.exists() else None
     chosen = [task_formats.load_any(t, limit=limit) for t in task or []]
     if spec_path is not None:

@@ -11,11 +11,31 @@ from pathlib import Path
 from bayesladder.errors import BayesLadderError
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], example: str = "out") -> Path:
-    """Call ``write(temp_path)``, then rename the temp file to ``path``; OSErrors become one BayesLadderError."""
+def check_writable(path: str | os.PathLike, example: str = "out") -> Path:
+    """Refuse an output file that cannot be written, before the work that makes it: a folder, a path below a file,
+    a location without write access (probed with a temporary file in its nearest existing folder, removed at
+    once). Folders that do not exist yet are fine: writing creates them."""
     path = Path(path)
     if path.is_dir():
         raise BayesLadderError(f"{path} is a folder; give a file name for the output, e.g. {path / example}")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BayesLadderError(f"{path}: cannot be written ({existing} is a file, not a folder); choose another path")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise BayesLadderError(
+            f"{path}: cannot be written ({exc.strerror or exc} in {existing}); choose a writable location"
+        ) from None
+    return path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], example: str = "out") -> Path:
+    """Call ``write(temp_path)``, then rename the temp file to ``path``; OSErrors become one BayesLadderError."""
+    path = check_writable(path, example)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -65,12 +65,15 @@ def check_tasks(ds: xr.Dataset, tasks: list[str] | tuple[str, ...]) -> None:
 
 def select_runs(ds: xr.Dataset, selection: LadderSelection) -> list[str]:
     """Names of the ladder runs in ``ds`` matching ``selection``; unknown labels are an error."""
+    preset = next((name for name, chosen in PRESETS.items() if chosen == selection), None)
     for label, wanted in (("size", selection.sizes), ("length", selection.lengths)):
         known = set(map(str, ds[label].values))
         unknown = sorted(set(wanted or ()) - known)
         if unknown:
+            source = f"the ladder preset '{preset}'" if preset else f"--{label}s"
             raise BayesLadderError(
-                f"unknown {label}(s) {', '.join(unknown)}; the dataset has {', '.join(sorted(known))}"
+                f"unknown {label}(s) {', '.join(unknown)} (from {source}); {ds.encoding.get('source', 'the dataset')} "
+                f"has {', '.join(sorted(known))}: choose from these with --{label}s"
             )
     keep = (ds["role"] == "ladder") & ds["replicate"].isin(list(selection.replicates))
     if selection.sizes:
@@ -162,9 +165,10 @@ def resolve_target(ds: xr.Dataset | None, name: str | None, n_params: float | No
     if name is None:
         if n_params is None or tokens is None:
             raise BayesLadderError("give a target: --target NAME, or both --n and --d")
-        if n_params <= 0 or tokens <= 0:
-            raise BayesLadderError("--n and --d must be positive (parameters and training tokens)")
+        check_n_and_d(n_params, tokens)
         return Target(f"N={n_params:.3g},D={tokens:.3g}", float(n_params), float(tokens))
+    if n_params is not None or tokens is not None:
+        raise BayesLadderError(f"give either --target {name} or --n and --d, not both: they name two targets")
     if ds is not None and name in ds["run"].values:
         r = ds.sel(run=name)
         last = np.flatnonzero(r["tokens"].notnull().values)[-1]
@@ -176,6 +180,15 @@ def resolve_target(ds: xr.Dataset | None, name: str | None, n_params: float | No
     raise BayesLadderError(
         f"unknown target '{name}'; use a known target ({', '.join(KNOWN_TARGETS)}), a run of the dataset {listed} or --n/--d"
     )
+
+
+def check_n_and_d(n_params: float, tokens: float) -> None:
+    """A target's or a checkpoint's N and D, as given with --n and --d: positive finite numbers."""
+    if not all(math.isfinite(v) and v > 0 for v in (n_params, tokens)):
+        raise BayesLadderError(
+            f"--n and --d must be positive finite numbers: parameters and training tokens, e.g. --n 7e9 --d 2e12 "
+            f"(got --n {n_params:g} --d {tokens:g})"
+        )
 
 
 def actual_final(ds: xr.Dataset, run: str) -> pd.DataFrame | None:

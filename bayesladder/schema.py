@@ -263,6 +263,11 @@ def read(path: str | os.PathLike) -> xr.Dataset:
         raise BayesLadderError(
             f"{path}: not a readable netCDF file ({type(exc).__name__}); create one with 'bayesladder import'"
         ) from None
+    if "model_key" in ds.attrs:
+        raise BayesLadderError(
+            f"{path} is a fit file (written by 'bayesladder fit'), not a ladder dataset; pass it with --fit, and "
+            "give --data the dataset it was fitted on"
+        )
     validate_or_raise(ds, str(path))
     return ds
 

@@ -265,9 +265,9 @@ def test_refuses_a_fit_whose_model_key_was_altered(edited_fit):
 def test_refuses_files_that_are_not_fits(olmo_ladder_nc, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not a fit\n")
-    for path in (olmo_ladder_nc, text):
-        assert_clean_error(invoke("predict", "--fit", path, "--target", "13B-5T"), path.name, "not a bayesladder fit")
-        assert_clean_error(invoke("diagnose", "--fit", path), path.name, "not a bayesladder fit")
+    for path, fragment in ((olmo_ladder_nc, "is a ladder dataset, not a fit file"), (text, "not a bayesladder fit")):
+        assert_clean_error(invoke("predict", "--fit", path, "--target", "13B-5T"), path.name, fragment)
+        assert_clean_error(invoke("diagnose", "--fit", path), path.name, fragment)
     assert_clean_error(
         invoke("predict", "--fit", tmp_path / "missing.nc", "--target", "13B-5T"), "missing.nc", "no such fit"
     )

@@ -189,7 +189,10 @@ def test_baseline_table_and_explicit_target(olmo_ladder_nc):
         (["--ladder", "paper", "--n", "0", "--d", "1e12"], ["--n and --d must be positive"]),
         (["--ladder", "paper", "--n", "7e9", "--d", "-5"], ["--n and --d must be positive"]),
         (["--ladder", "paper"], ["give a target"]),
-        (["--sizes", "190M,7B", "--target", "13B-5T"], ["unknown size(s) 7B"]),
+        (["--ladder", "paper", "--n", "nan", "--d", "1e12"], ["--n and --d must be positive finite", "got --n nan"]),
+        (["--ladder", "paper", "--n", "7e9", "--d", "inf"], ["--n and --d must be positive finite", "--d inf"]),
+        (["--ladder", "paper", "--target", "13B-5T", "--n", "7e9"], ["give either --target 13B-5T or --n and --d"]),
+        (["--sizes", "190M,7B", "--target", "13B-5T"], ["unknown size(s) 7B (from --sizes)"]),
         (["--lengths", "3xC", "--target", "13B-5T"], ["unknown length(s) 3xC"]),
         (["--ladder", "huge", "--target", "13B-5T"], ["unknown ladder preset 'huge'"]),
         (["--ladder", "paper", "--sizes", "1B", "--target", "13B-5T"], ["not both"]),
@@ -197,6 +200,12 @@ def test_baseline_table_and_explicit_target(olmo_ladder_nc):
 )
 def test_baseline_bad_input(olmo_ladder_nc, args, fragments):
     assert_clean_error(invoke("baseline", "--data", olmo_ladder_nc, *args, "--json"), *fragments)
+
+
+def test_a_preset_of_another_ladder_says_so_and_names_the_dataset():
+    """'--ladder paper' on the shipped micro ladder: the sizes it names are not a typo of the user's."""
+    result = invoke("baseline", "--ladder", "paper", "--target", "13B-5T")
+    assert_clean_error(result, "(from the ladder preset 'paper')", "micro_ladder.nc has 102k", "with --sizes")
 
 
 def test_baseline_bad_data_file(tmp_path, long_csv_file):

@@ -33,6 +33,18 @@ def test_parse_errors_are_one_line_with_exit_1(args, fragments):
     assert_clean_error(invoke(*args), *fragments)
 
 
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--max-rhat", "nan"], ["--max-rhat must be a finite number >= 1", "got nan"]),
+        (["--max-rhat", "0.99"], ["--max-rhat must be a finite number >= 1"]),
+        (["--min-ess", "-1", "--min-bfmi", "inf"], ["--min-ess must be a finite number >= 0", "--min-bfmi"]),
+    ],
+)
+def test_diagnose_refuses_thresholds_no_fit_can_meet_or_every_fit_passes(tmp_path, args, fragments):
+    assert_clean_error(invoke("diagnose", "--fit", tmp_path / "not-read.nc", *args), *fragments)
+
+
 def test_no_command_prints_the_help_and_exits_0():
     result = invoke()
     assert result.exit_code == 0 and "fit" in result.stdout and "predict" in result.stdout
@@ -50,6 +62,48 @@ def test_a_folder_given_as_a_file_says_it_is_a_folder(tmp_path):
 
 
 # --- fit: what it says, overwriting, progress lines ---------------------------------------------------
+
+
+def test_a_fit_given_as_the_dataset_or_a_dataset_as_the_fit_says_which_it_is(fit_file, olmo_ladder_nc):
+    """It used to list every variable a dataset lacks, or say 'not a bayesladder fit file (KeyError)'."""
+    assert_clean_error(
+        invoke("baseline", "--data", fit_file, "--target", "13B-5T"), f"{fit_file} is a fit file", "pass it with --fit"
+    )
+    assert_clean_error(
+        invoke("predict", "--fit", olmo_ladder_nc, "--target", "13B-5T"),
+        f"{olmo_ladder_nc} is a ladder dataset, not a fit file",
+        f"bayesladder fit --data {olmo_ladder_nc}",
+    )
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, olmo_ladder_nc):
+    """An output below a file (or anywhere unwritable) fails at once, before the fit is read or made; it used to
+    fail after the work (a report built, figures drawn, a fit sampled), with a puzzling 'File exists'."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    missing_fit = tmp_path / "never-read.nc"
+    for args, output in (
+        (["report", "--fit", missing_fit, "-o"], a_file / "report.html"),
+        (["diagnose", "--fit", missing_fit, "--plots"], a_file / "plots"),
+        (["fit", "--data", olmo_ladder_nc, "--tasks", "mmlu", "-o"], a_file / "fit.nc"),
+    ):
+        assert_clean_error(invoke(*args, output), str(output), f"{a_file} is a file, not a folder")
+    assert sorted(tmp_path.iterdir()) == [a_file]
+    figures = tmp_path / "r_figures"  # where a Markdown report r.md puts its figures
+    figures.write_text("not a folder")
+    result = invoke("report", "--fit", missing_fit, "--format", "md", "-o", tmp_path / "r.md")
+    assert_clean_error(result, f"{figures} is a file", "move the file or choose another -o")
+
+
+def test_check_writable_probes_without_leaving_anything(tmp_path):
+    from bayesladder.errors import BayesLadderError
+    from bayesladder.files import check_writable
+
+    new = tmp_path / "new" / "deeper" / "out.nc"
+    assert check_writable(new) == new  # folders that do not exist yet are created by the write itself
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(BayesLadderError, match="is a folder; give a file name"):
+        check_writable(tmp_path)
 
 
 def test_fit_says_what_it_fitted_what_the_diagnostics_mean_and_what_to_run_next(tiny_fit, olmo_ladder_nc):

@@ -9,8 +9,10 @@ import pytest
 from cli_helpers import assert_clean_error, invoke
 from typer.testing import CliRunner
 
-from bayesladder.analyses.designs import COLUMNS, DESIGNS, swap_intermediate
+from bayesladder import datasets, schema
+from bayesladder.analyses.designs import COLUMNS, DESIGNS, resolve_valset, swap_intermediate
 from bayesladder.cli import app
+from bayesladder.errors import BayesLadderError
 
 runner = CliRunner()
 
@@ -24,6 +26,15 @@ def test_swap_intermediate_puts_the_validation_loss_in_every_task(olmo_ladder_ds
     assert "task_loss" in olmo_ladder_ds and not np.array_equal(
         olmo_ladder_ds["task_loss"].sel(task="mmlu").values, c4, equal_nan=True
     )
+
+
+def test_the_default_validation_set_is_the_papers_else_the_datasets_only_one(olmo_ladder_ds):
+    """'compare' with its defaults on the shipped micro ladder (one validation set, 'heldout') used to fail:
+    'unknown validation set c4_en'."""
+    assert resolve_valset(olmo_ladder_ds) == "c4_en"
+    assert resolve_valset(schema.read(datasets.micro_ladder())) == "heldout"
+    with pytest.raises(BayesLadderError, match="leave it out: --designs default,two-step,flops-step1,single-step,"):
+        resolve_valset(olmo_ladder_ds.drop_vars(["val_loss", "valset"]))
 
 
 def test_compare_baseline_only_json_shape(olmo_ladder_nc):
@@ -63,6 +74,8 @@ def test_compare_baseline_only_json_shape(olmo_ladder_nc):
         (["--designs", "nope"], "unknown design(s) nope"),
         (["--valset", "nope"], "unknown validation set 'nope'"),
         (["--holdout-size", "9B"], "unknown held-out size(s) 9B"),
+        # it fitted the baseline on every size, the held-out ones included, and scored that (exit 0)
+        (["--holdout-size", "190M,370M,760M,1B,3B", "--designs", "baseline"], "holds out every ladder size"),
     ],
 )
 def test_compare_bad_input_is_one_line(olmo_ladder_nc, args, fragment):

@@ -274,6 +274,21 @@ def test_eval_writes_a_ladder_dataset_then_adds_to_it(tmp_path, tiny_checkpoint)
 @pytest.mark.parametrize(
     "extra, fragments",
     [
+        (["--limit", "0"], ["--limit must be at least 1 (got 0)"]),  # it meant every question
+        (["--limit", "-1"], ["--limit must be at least 1 (got -1)"]),  # it meant one question
+        (["--batch-size", "0"], ["--batch-size must be at least 1"]),  # a traceback
+        (["--batch-size", "-3"], ["--batch-size must be at least 1"]),  # every log-likelihood 0, exit 0
+        (["--threads", "0"], ["--threads"]),  # ignored
+    ],
+)
+def test_eval_bad_numbers_are_one_line(tmp_path, tiny_checkpoint, extra, fragments):
+    result = invoke("eval", str(tiny_checkpoint), "--task", str(_jsonl_task(tmp_path)), "--json", *extra)
+    assert_clean_error(result, *fragments)
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
         (["-o", "OUT"], ["cannot tell its --run, --d", "give --run and --d"]),
         (["-o", "OUT", "--run", "x", "--d", "-1"], ["--n and --d must be positive"]),
         (["--run", "x"], ["give -o too"]),

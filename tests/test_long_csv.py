@@ -102,6 +102,7 @@ def test_target_role_and_replicates(make_long_csv):
         (lambda rows: rows[9].update(run=" "), None, r"line 11, column 'run': must not be empty"),
         (lambda rows: rows.append(dict(rows[0])), None, r"line 14, column 'tokens': repeats a \(run, tokens, task\)"),
         (lambda rows: rows[0].update(n_params="2e8"), None, r"run 's-1xC' has more than one n_params"),
+        (lambda rows: rows[0].update(n_params="100000001"), None, r"more than one n_params \(100000001, 100000000\)"),
     ],
 )
 def test_bad_rows_name_line_and_column(make_long_csv, edit, header, expected):
@@ -110,6 +111,13 @@ def test_bad_rows_name_line_and_column(make_long_csv, edit, header, expected):
         long_csv.import_file(path)
     assert str(path) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_file_separated_by_semicolons_says_so(make_long_csv):
+    path = make_long_csv()
+    path.write_text(path.read_text().replace(",", ";"))
+    with pytest.raises(BayesLadderError, match=r"missing column.*; separate the columns with commas, not ';'"):
+        long_csv.import_file(path)
 
 
 def test_empty_file(tmp_path):

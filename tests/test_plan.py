@@ -150,6 +150,8 @@ def test_a_simulated_outcome_is_what_a_refit_would_see(simulated_fit):
         (["20M"], ["1yC"], "unknown length '1yC'"),
         (["20M=3e8"], ["1xC"], "size '20M' has N = 2e+07 in the dataset"),
         (["7B=abc"], ["1xC"], "bad size '7B=abc'"),
+        (["40M"], ["0xC"], "bad length '0xC'; a multiple of Chinchilla-optimal tokens is positive"),
+        (["40M"], ["4xC=-1"], "bad length '4xC=-1'; write LABEL=D.*e.g. 3xC=6e10"),
     ],
 )
 def test_bad_candidates_are_one_error(simulated_fit, sizes, lengths, fragment):
@@ -246,6 +248,21 @@ def test_plan_bad_candidates_file_is_one_line(fit_file, tmp_path):
     path.write_text("size,length,n_params\n5B,1xC,-3\n")
     result = invoke("plan", "--fit", fit_file, "--target", "3B-10xC", "--candidates", path, *PLAN_ARGS)
     assert_clean_error(result, "line 2: n_params '-3' is not a positive number")
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("size,length\n35k,1xC\n20k,1xC\n35k,1xC\n", "line 4: candidate 35k-1xC repeats line 2"),
+        (None, "not a readable CSV file (FileNotFoundError); --candidates takes a CSV with columns size, length"),
+    ],
+)
+def test_a_bad_candidates_file_is_named_before_the_fit_is_read(tmp_path, content, fragment):
+    path = tmp_path / "candidates.csv"
+    if content is not None:
+        path.write_text(content)
+    result = invoke("plan", "--fit", tmp_path / "never-read.nc", "--target", "3B-10xC", "--candidates", path)
+    assert_clean_error(result, str(path), fragment)
 
 
 def test_report_adds_the_planning_section(plan_json, fit_file, tmp_path):

@@ -151,7 +151,7 @@ def test_report_refuses_a_fit_of_another_dataset(olmo_fit_file, tmp_path):
 
 def test_report_refuses_a_file_that_is_not_a_fit(olmo_ladder_nc, tmp_path):
     result = invoke("report", "--fit", olmo_ladder_nc, "--data", olmo_ladder_nc, "-o", tmp_path / "r.html")
-    assert_clean_error(result, "not a bayesladder fit file")
+    assert_clean_error(result, "is a ladder dataset, not a fit file")
 
 
 def test_report_says_so_when_the_baseline_does_not_converge(olmo_fit_file, olmo_ladder_nc, monkeypatch, tmp_path):
@@ -346,4 +346,4 @@ def test_report_bad_subsets_file_is_one_line(olmo_fit_file, olmo_ladder_nc, tmp_
     result = invoke(
         "report", "--fit", olmo_fit_file, "--data", olmo_ladder_nc, "--subsets", subsets, "-o", tmp_path / "r.html"
     )
-    assert_clean_error(result, fragment)
+    assert_clean_error(result, str(subsets), fragment)

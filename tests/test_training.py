@@ -383,6 +383,13 @@ def test_unknown_size_in_rung_is_one_line_and_leaves_no_output(tmp_path, tiny_sp
     assert not out.exists()
 
 
+def test_an_output_folder_below_a_file_is_one_line(tmp_path, tiny_spec):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    result = invoke("train", "--spec", tiny_spec, "--all", "--out", a_file / "out")
+    assert_clean_error(result, str(a_file / "out"), f"{a_file} is a file, not a folder")
+
+
 def test_missing_corpus_is_one_line_and_leaves_no_output(tmp_path, tiny_spec):
     out = tmp_path / "out"
     result = invoke("train", "--spec", tiny_spec, "--all", "--out", out, "--corpus", tmp_path / "missing.txt")

@@ -74,4 +74,4 @@ def test_variance_relates_to_backtest_errors(olmo_ladder_nc, olmo_data, tmp_path
     assert by_task["mmlu"]["abs_error"] is None  # no backtest row for it
     backtest.write_text(json.dumps([{"task": "boolq"}]))
     result = invoke("variance", "--data", olmo_ladder_nc, "--run", "1B-10xC", "--backtest", backtest)
-    assert_clean_error(result, "lacks column(s) acc_median, actual_acc")
+    assert_clean_error(result, f"{backtest} lacks column(s) acc_median, actual_acc")

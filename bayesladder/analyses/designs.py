@@ -45,13 +45,34 @@ DESCRIPTIONS = {
 }
 
 
-def swap_intermediate(ds: xr.Dataset, valset: str) -> xr.Dataset:
-    """A copy of ``ds`` whose task_loss is validation set ``valset``'s loss, for every task."""
+PAPER_VALSET = "c4_en"  # the paper's validation set
+
+
+def resolve_valset(ds: xr.Dataset, valset: str | None = None) -> str:
+    """The validation set of the c4-intermediate design: ``valset``, else the paper's (c4_en), else the dataset's
+    only one."""
+    where = ds.encoding.get("source", "the dataset")
     if "val_loss" not in ds:
-        raise BayesLadderError("the dataset has no validation losses (val_loss); the c4-intermediate design needs them")
+        others = ",".join(d for d in DESIGNS if d != "c4-intermediate")
+        raise BayesLadderError(
+            f"{where} has no validation losses (val_loss), which the c4-intermediate design needs; leave it "
+            f"out: --designs {others}"
+        )
     known = [str(v) for v in ds["valset"].values]
+    if valset is None:
+        if PAPER_VALSET in known or len(known) != 1:
+            valset = PAPER_VALSET
+        else:
+            (valset,) = known
     if valset not in known:
-        raise BayesLadderError(f"unknown validation set '{valset}'; the dataset has {', '.join(known)}")
+        raise BayesLadderError(f"unknown validation set '{valset}' (--valset); {where} has {', '.join(known)}")
+    return valset
+
+
+def swap_intermediate(ds: xr.Dataset, valset: str | None = None) -> xr.Dataset:
+    """A copy of ``ds`` whose task_loss is validation set ``valset``'s loss (:func:`resolve_valset`), for every
+    task."""
+    valset = resolve_valset(ds, valset)
     out = ds.copy()
     val = ds["val_loss"].sel(valset=valset, drop=True)
     out["task_loss"] = val.expand_dims(task=ds["task"].values).transpose("run", "checkpoint", "task").copy()
@@ -66,7 +87,7 @@ def compare(
     config: FitConfig,
     holdout_sizes: list[str],
     designs: list[str] | None = None,
-    valset: str = "c4_en",
+    valset: str | None = None,
     progress=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Backtest every design on the same held-out runs; (ranking with :data:`COLUMNS`, per run x task x design rows)."""
@@ -74,7 +95,11 @@ def compare(
     unknown = [d for d in designs if d not in DESIGNS]
     if unknown:
         raise BayesLadderError(f"unknown design(s) {', '.join(unknown)}; choose from {', '.join(DESIGNS)}")
-    swapped = swap_intermediate(ds, valset) if "c4-intermediate" in designs else None  # bad input fails first
+    if "c4-intermediate" in designs:  # bad input fails first
+        valset = resolve_valset(ds, valset)
+        swapped = swap_intermediate(ds, valset)
+    else:
+        swapped = None
     config = without_sizes(ds, config, holdout_sizes)
     targets = holdout_runs(ds, config, holdout_sizes)
     tables, ranking = [], []

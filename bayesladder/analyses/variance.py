@@ -63,7 +63,8 @@ def with_errors(table: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("task", "acc_median", "actual_acc") if c not in predictions.columns]
     if missing:
         raise BayesLadderError(
-            f"the backtest table lacks column(s) {', '.join(missing)}; write it with 'bayesladder backtest --json'"
+            f"{predictions.attrs.get('source', 'the backtest table')} lacks column(s) {', '.join(missing)}; write it "
+            "with 'bayesladder backtest --json'"
         )
     errors = (predictions["acc_median"] - predictions["actual_acc"]).abs().groupby(predictions["task"]).mean()
     out = table.copy()

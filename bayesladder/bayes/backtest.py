@@ -179,6 +179,10 @@ def without_sizes(ds: xr.Dataset, config: FitConfig, holdout_sizes: list[str]) -
         return config
     ladder_sizes = dict.fromkeys(map(str, ds["size"].values[(ds["role"] == "ladder").values]))
     sizes = tuple(s for s in ladder_sizes if s not in holdout_sizes)
+    if not sizes:  # an empty selection would mean every size: the held-out runs would be fitted on
+        raise BayesLadderError(
+            f"--holdout-size holds out every ladder size ({', '.join(ladder_sizes)}); leave some to fit on"
+        )
     return replace(config, selection=replace(config.selection, sizes=sizes))
 
 

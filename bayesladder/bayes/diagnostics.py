@@ -16,6 +16,7 @@ import xarray as xr
 from bayesladder.bayes import curves
 from bayesladder.bayes.fit import LadderFit
 from bayesladder.bayes.predict import Draws, power_law_terms
+from bayesladder.errors import BayesLadderError
 
 # Structural standard-normal variables (non-centred offsets) carry no information of their own.
 SKIPPED = ("alpha_z", "beta_z")
@@ -30,6 +31,16 @@ class Thresholds:
     max_divergences: int = 0
     min_bfmi: float = 0.3
     max_pareto_k: float = 0.7  # reported (a warning in reports), not a failure: LOO is not the fit
+
+    def __post_init__(self):
+        lowest = {"max_rhat": 1.0, "min_ess": 0.0, "max_divergences": 0, "min_bfmi": 0.0, "max_pareto_k": 0.0}
+        bad = [
+            f"--{name.replace('_', '-')} must be a finite number >= {low:g} (got {getattr(self, name)!r})"
+            for name, low in lowest.items()
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= low)
+        ]
+        if bad:
+            raise BayesLadderError("bad diagnostic thresholds: " + "; ".join(bad))
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,11 @@ class LadderFit:
             raise BayesLadderError(f"{path}: no such fit file; make one with 'bayesladder fit -o {path.name}'")
         try:
             tree = xr.load_datatree(path, engine="h5netcdf")
+            if "model_key" not in tree.attrs and "task_loss" in tree.variables:
+                raise BayesLadderError(
+                    f"{path} is a ladder dataset, not a fit file; pass it with --data, or fit it first: "
+                    f"bayesladder fit --data {path} -o fit.nc"
+                )
             stored_key, data_hash = tree.attrs["model_key"], tree.attrs["data_hash"]
             if _model_name(stored_key) != MODEL_VERSION:
                 raise BayesLadderError(

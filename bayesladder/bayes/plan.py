@@ -113,7 +113,10 @@ def read_candidates(path: str | Path) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise BayesLadderError(f"{path}: not a readable CSV file ({type(exc).__name__})") from None
+        raise BayesLadderError(
+            f"{path}: not a readable CSV file ({type(exc).__name__}); --candidates takes a CSV with columns size, "
+            "length and optionally n_params, tokens"
+        ) from None
     missing = [c for c in ("size", "length") if c not in table.columns]
     if missing:
         raise BayesLadderError(
@@ -122,6 +125,13 @@ def read_candidates(path: str | Path) -> pd.DataFrame:
         )
     if table.empty:
         raise BayesLadderError(f"{path}: has no candidate rows")
+    first = {}
+    for line, (size, length) in enumerate(zip(table["size"], table["length"]), start=2):
+        if first.setdefault((size.strip(), length.strip()), line) != line:
+            raise BayesLadderError(
+                f"{path}, line {line}: candidate {size}-{length} repeats line {first[(size.strip(), length.strip())]}; "
+                "list each candidate once"
+            )
     for column in ("n_params", "tokens"):
         if column in table.columns:
             for line, value in enumerate(table[column], start=2):
@@ -175,8 +185,8 @@ def _split(text: str, value: float | None, what: str) -> tuple[str, float | None
         return text.strip(), value
     label, number = (part.strip() for part in text.split("=", 1))
     if not label or not _positive(number):
-        unit = "N" if what == "size" else "D (tokens)"
-        raise BayesLadderError(f"bad {what} '{text}'; write LABEL={unit} with a positive number, e.g. 2B=2e9")
+        unit, example = ("N", "2B=2e9") if what == "size" else ("D (tokens)", "3xC=6e10")
+        raise BayesLadderError(f"bad {what} '{text}'; write LABEL={unit} with a positive number, e.g. {example}")
     return label, float(number)
 
 
@@ -189,6 +199,8 @@ def _tokens(finals: pd.DataFrame, size: str, length: str, n_params: float) -> fl
     if len(same):
         return n_params * float((same["tokens"] / same["n_params"]).median())
     multiple = MULTIPLE.match(length)
+    if multiple and float(multiple.group(1)) <= 0:
+        raise BayesLadderError(f"bad length '{length}'; a multiple of Chinchilla-optimal tokens is positive, e.g. 3xC")
     known = finals[finals["length"].str.match(MULTIPLE)]
     if multiple and len(known):
         factor = known["length"].str.extract(MULTIPLE)[0].astype(float)

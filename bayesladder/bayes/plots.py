@@ -17,7 +17,7 @@ import xarray as xr
 from bayesladder.bayes.diagnostics import SKIPPED, posterior_predictive
 from bayesladder.bayes.fit import LadderFit
 from bayesladder.errors import BayesLadderError
-from bayesladder.files import atomic_write_bytes
+from bayesladder.files import atomic_write_bytes, check_writable
 
 DPI = 80
 
@@ -56,11 +56,18 @@ def draw_diagnostic_plots(fitted: LadderFit) -> dict[str, bytes]:
 
 def write_diagnostic_plots(fitted: LadderFit, folder: str | Path) -> list[Path]:
     """Draw every figure, then write them into ``folder`` (created if needed), each file atomically."""
+    folder = check_folder(folder)
+    figures = draw_diagnostic_plots(fitted)
+    return [atomic_write_bytes(folder / name, data) for name, data in figures.items()]
+
+
+def check_folder(folder: str | Path) -> Path:
+    """The figures' folder, refused before anything is computed if it is a file or cannot be written."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise BayesLadderError(f"{folder} is a file; --plots takes a folder for the figures")
-    figures = draw_diagnostic_plots(fitted)
-    return [atomic_write_bytes(folder / name, data) for name, data in figures.items()]
+    check_writable(folder / "ppc.png")
+    return folder
 
 
 def _png(figure, title: str) -> bytes:

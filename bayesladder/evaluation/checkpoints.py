@@ -19,6 +19,7 @@ from bayesladder import schema
 from bayesladder.errors import BayesLadderError
 from bayesladder.evaluation.scoring import ACCURACY_NORMALISATION, TaskScore, score_task
 from bayesladder.evaluation.tasks import Task
+from bayesladder.ladder import check_n_and_d
 
 DEFAULT_MAX_LENGTH = 2048  # for a config that does not say how long a context the model takes
 PRODUCER = "bayesladder eval"
@@ -65,6 +66,8 @@ def load(path: Path, device: str | None = None) -> LoadedModel:
 
 
 def evaluate(loaded: LoadedModel, tasks: list[Task], batch_size: int = 64) -> list[TaskScore]:
+    if batch_size < 1:  # 0 crashed; a negative one scored nothing and reported every choice at log-likelihood 0
+        raise BayesLadderError(f"--batch-size must be at least 1 (got {batch_size})")
     if not tasks:
         raise BayesLadderError("no tasks to evaluate: give task files and/or a ladder spec")
     return [score_task(loaded.model, t, loaded.max_length, batch_size, loaded.device) for t in tasks]
@@ -99,8 +102,7 @@ def describe(
             f"{path}: cannot tell its {', '.join(missing)} from the checkpoint (no run.json of bayesladder train "
             f"beside it); give {' and '.join(missing)}"
         )
-    if n_params <= 0 or tokens <= 0:
-        raise BayesLadderError("--n and --d must be positive (parameters and training tokens)")
+    check_n_and_d(n_params, tokens)
     return CheckpointRun(
         name=run,
         n_params=float(n_params),

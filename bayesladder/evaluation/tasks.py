@@ -139,6 +139,8 @@ def load_jsonl(path: str, name: str | None = None, limit: int | None = None) -> 
 
 def load_any(path: str, name: str | None = None, limit: int | None = None) -> Task:
     """A task file or folder: OLMo layout if it is requests.jsonl.gz (or a folder/'task/variant'), else plain JSONL."""
+    if limit is not None and limit < 1:  # 0 meant every question, a negative number one question
+        raise BayesLadderError(f"--limit must be at least 1 (got {limit}); leave it out to use every question")
     p = Path(path)
     if p.name == "requests.jsonl.gz" or p.is_dir() or (not p.exists() and "/" in path and not p.suffix):
         return load_olmo(path, name, limit)

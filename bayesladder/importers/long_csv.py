@@ -191,6 +191,15 @@ def rows_to_dataset(
     return ds
 
 
+def _distinct(values) -> list[str]:
+    """Values as text, numbers with as few digits as tell them apart (4.83776e+07 twice said nothing)."""
+    for digits in (6, 9, 12, 17):
+        shown = [f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in values]
+        if len(set(shown)) == len(shown):
+            break
+    return shown
+
+
 def _run_metadata(run: str, rows: pd.DataFrame, final_tokens: float, source: str, problems: Problems) -> dict:
     meta = {"name": run, "source": source, "schedule": ""}
     for column, default in (("size", run), ("role", "ladder"), ("replicate", 0.0), ("n_params", None)):
@@ -198,7 +207,7 @@ def _run_metadata(run: str, rows: pd.DataFrame, final_tokens: float, source: str
         values = pd.unique(given[given != ""]) if len(given) else [default]
         values = values if len(values) else [default]
         if len(values) > 1:
-            shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+            shown = ", ".join(_distinct(values))
             problems.add(f"run '{run}' has more than one {column} ({shown}): give one per run")
         meta[column] = values[0]
     meta["n_params"] = float(meta["n_params"])

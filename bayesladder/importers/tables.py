@@ -97,9 +97,9 @@ def read_csv_strict(path: Path) -> pd.DataFrame:
 def require_columns(table: pd.DataFrame, columns: list[str], path: Path) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise BayesLadderError(
-            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; add them to the header row"
-        )
+        separator = next((sep for sep in (";", "\t", "|") if len(table.columns) == 1 and sep in table.columns[0]), None)
+        fix = f"separate the columns with commas, not {separator!r}" if separator else "add them to the header row"
+        raise BayesLadderError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; {fix}")
 
 
 def is_written_missing(table: pd.DataFrame, column: str) -> np.ndarray:

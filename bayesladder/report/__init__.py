@@ -2,6 +2,6 @@
 and provenance. ``build`` computes the content; ``render`` turns it into a page."""
 
 from bayesladder.report.build import Report, Section, build
-from bayesladder.report.render import write
+from bayesladder.report.render import check_destination, write
 
-__all__ = ["Report", "Section", "build", "write"]
+__all__ = ["Report", "Section", "build", "check_destination", "write"]

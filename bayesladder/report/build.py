@@ -302,7 +302,8 @@ def _check_tables(subsets_table, compare_table, plan_table=None) -> None:
         missing = [c for c in columns if table is not None and c not in table.columns]
         if missing:
             raise BayesLadderError(
-                f"the table for the report lacks column(s) {', '.join(missing)}; make it with 'bayesladder {command}'"
+                f"{table.attrs.get('source', 'the table for the report')} lacks column(s) {', '.join(missing)}; "
+                f"make it with 'bayesladder {command}'"
             )
 
 

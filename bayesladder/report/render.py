@@ -12,7 +12,7 @@ import jinja2
 import pandas as pd
 
 from bayesladder.errors import BayesLadderError
-from bayesladder.files import atomic_write_bytes, atomic_write_text
+from bayesladder.files import atomic_write_bytes, atomic_write_text, check_writable
 from bayesladder.report.build import Report
 
 NUMERIC = re.compile(r"^[+-]?[\d.]+(e[+-]?\d+)?( \u2013 [+-]?[\d.]+(e[+-]?\d+)?)?$")  # '61.2', '+0.7', a range
@@ -88,17 +88,36 @@ def markdown(report: Report, link_prefix: str) -> tuple[str, dict[str, bytes]]:
     return "\n".join(lines), figures
 
 
+def check_destination(path: str | Path, fmt: str) -> Path:
+    """The report's file, refused before the report is built if it is not html/md or cannot be written."""
+    path = Path(path)
+    if fmt not in ("html", "md"):
+        raise BayesLadderError(f"unknown --format '{fmt}'; use html or md")
+    if path.is_dir():
+        raise BayesLadderError(f"{path} is a folder; give a file name for the report, e.g. {path / ('report.' + fmt)}")
+    if fmt == "md":
+        folder = figures_folder(path)
+        if folder.exists() and not folder.is_dir():
+            raise BayesLadderError(
+                f"{folder} is a file; the Markdown report {path} puts its figures in a folder of that name: move the "
+                "file or choose another -o"
+            )
+        check_writable(folder / "figure.png")
+    return check_writable(path)
+
+
+def figures_folder(path: Path) -> Path:
+    """Where a Markdown report's figures go: a folder beside it, named after it."""
+    return path.parent / f"{path.stem}_figures"
+
+
 def write(report: Report, path: str | Path, fmt: str = "html") -> list[Path]:
     """Write the report atomically (the page appears complete or not at all); returns every file written, the
     page first. Markdown's figures are written into a folder beside it before the page."""
-    path = Path(path)
-    if fmt not in ("html", "md"):
-        raise BayesLadderError(f"unknown report format '{fmt}'; use html or md")
-    if path.is_dir():
-        raise BayesLadderError(f"{path} is a folder; give a file name for the report, e.g. {path / ('report.' + fmt)}")
+    path = check_destination(path, fmt)
     if fmt == "html":
         return [atomic_write_text(path, html(report))]
-    folder = path.parent / f"{path.stem}_figures"
+    folder = figures_folder(path)
     text, figures = markdown(report, folder.name)
     written = [atomic_write_bytes(folder / name, data) for name, data in figures.items()]
     return [atomic_write_text(path, text), *written]

@@ -15,6 +15,7 @@ import numpy as np
 from bayesladder import schema
 from bayesladder.errors import BayesLadderError
 from bayesladder.evaluation import tasks as task_formats
+from bayesladder.files import check_writable
 from bayesladder.training import checkpoint, data
 from bayesladder.training.spec import LadderSpec, TaskSpec, plan, select, tokens_saved
 
@@ -82,6 +83,7 @@ def train(
 
     if out.exists() and not out.is_dir():
         raise BayesLadderError(f"output folder {out} is a file; give a folder")
+    check_writable(out / "ladder.nc")  # below a file, or without write access: before any training
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if device is None:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
