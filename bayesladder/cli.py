@@ -438,6 +438,9 @@ def fit(
         + f", {len(config.tasks)} tasks ({', '.join(config.tasks)}); {chains} chains x {draws} draws after {tune} "
         "tuning draws per model"
     )
+    warning = config.step1_warning(ds)
+    if warning is not None:
+        warn(warning)
     fitted = fit_model(ds, config, progress=stage)
     if fitted.data.final_only:
         note("every run was evaluated once (a final-only ladder): step 2 was fitted on the runs' final points")

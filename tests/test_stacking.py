@@ -3,12 +3,16 @@ kappa, the stacking weights and the split. No MCMC: a design's predictive is giv
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import xarray as xr
 
+from bayesladder.bayes.fit import FitConfig
 from bayesladder.bayes.predict import Components
 from bayesladder.bayes.stacking import discrepancy_scale, nested_split, stacking_weights
+from bayesladder.ladder import LadderSelection
 
 SIZES, TASKS, DRAWS = 3, 8, 400  # held-out sizes (one run each), tasks, posterior draws
 
@@ -89,3 +93,12 @@ def test_no_nested_split_whose_fit_has_no_more_runs_than_step_1_has_parameters(o
     one_length = ladder({"48M": 48e6, "60M": 60e6, "90M": 90e6, "120M": 120e6, "500M": 500e6}, multipliers=(1,))
     one_length["tokens"][:] = 350e9  # every size trained to the same D, as Gemstones is
     assert len(nested_split(one_length, list(one_length["run"].values)).fitted) == 4  # 4 runs > E, A and alpha
+
+
+def test_fit_warns_before_sampling_a_ladder_with_no_more_runs_than_step_1_has_parameters(olmo_ladder_ds):
+    """190M and 370M at 1xC and 2xC: 4 runs for step 1's 5 parameters per task (its fits diverged at seeds 0-2)."""
+    small = FitConfig(tasks=("hellaswag",), selection=LadderSelection(sizes=("190M", "370M"), lengths=("1xC", "2xC")))
+    assert "4 runs for the 5 parameters" in small.step1_warning(olmo_ladder_ds)
+    assert replace(small, designs=("single-step",)).step1_warning(olmo_ladder_ds) is None  # no step 1 to fit
+    paper = replace(small, selection=LadderSelection(sizes=("190M", "370M", "760M", "1B"), lengths=("1xC", "2xC")))
+    assert paper.step1_warning(olmo_ladder_ds) is None  # 8 runs

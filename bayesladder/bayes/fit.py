@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from bayesladder import __version__, schema
-from bayesladder.bayes.data import ModelData, prepare
+from bayesladder.bayes.data import ModelData, prepare, step1_design
 from bayesladder.bayes.priors import Prior, merge, to_json
 from bayesladder.bayes.stacking import Calibration, calibrate
 from bayesladder.errors import BayesLadderError
@@ -97,6 +97,18 @@ class FitConfig:
         """The runs this config fits in ``ds``; unknown tasks, sizes or lengths are one error listing them."""
         check_tasks(ds, self.tasks)
         return select_runs(ds, self.selection)
+
+    def step1_warning(self, ds: xr.Dataset) -> str | None:
+        """A warning when a design of this config fits step 1 on no more runs than its curve has parameters per
+        task (``data.step1_design``): such fits fail their diagnostics."""
+        count, parameters = step1_design(ds, self.check(ds))
+        if count > parameters or not any(b.startswith("loss") for d in self.designs for b in DESIGNS[d]):
+            return None
+        return (
+            f"{count} runs for the {parameters} parameters of step 1's curve per task: the curve can pass "
+            "through every run, so the run noise cannot be told from it and the sampler is likely to diverge; add "
+            "runs (sizes or lengths), or fit accuracy alone with --designs single-step"
+        )
 
     def model_key(self) -> str:
         """What makes two fits the same model (sampler settings aside)."""

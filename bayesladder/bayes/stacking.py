@@ -33,8 +33,7 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import minimize, minimize_scalar
 
-from bayesladder.bayes import curves
-from bayesladder.bayes.data import one_length
+from bayesladder.bayes.data import step1_design
 from bayesladder.bayes.predict import components
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import actual_final, resolve_target
@@ -91,9 +90,7 @@ def nested_split(ds: xr.Dataset, runs: list[str]) -> NestedSplit | None:
     """Sizes by N, split at the geometric middle of their range. None when the lower part would have fewer than 2
     sizes or span less than :data:`MIN_NESTED_SPAN` e-folds of N (it could not test an extrapolation: a curve
     in N cannot be fitted on it), or the upper part no size; also when the lower part has no more runs than step 1's
-    curve has parameters per task: its run noise could not be told from the curve, and the sampler met the funnel
-    where that noise goes to 0 (OLMo's 190M and 370M at 1xC and 2xC, the lower half of a ladder of those two
-    lengths: 5, 1 and 7 divergent transitions at seeds 0, 1 and 2)."""
+    curve has parameters per task (``data.step1_design``: such nested fits diverged)."""
     n_of = {str(s): float(n) for s, n in zip(ds["size"].sel(run=runs).values, ds["n_params"].sel(run=runs).values)}
     sizes = sorted(n_of, key=n_of.get)
     middle = 0.5 * (np.log(n_of[sizes[0]]) + np.log(n_of[sizes[-1]]))
@@ -101,9 +98,8 @@ def nested_split(ds: xr.Dataset, runs: list[str]) -> NestedSplit | None:
     held_out = tuple(s for s in sizes if np.log(n_of[s]) >= middle)
     if len(fitted) < 2 or not held_out or np.log(n_of[fitted[-1]] / n_of[fitted[0]]) < MIN_NESTED_SPAN:
         return None
-    fitted_runs = [r for r in runs if str(ds["size"].sel(run=r).values) in fitted]
-    log_tokens = [np.log(resolve_target(ds, r, None, None).tokens) for r in fitted_runs]
-    if len(fitted_runs) <= curves.power_law_parameters(one_length(log_tokens)):
+    count, parameters = step1_design(ds, [r for r in runs if str(ds["size"].sel(run=r).values) in fitted])
+    if count <= parameters:
         return None
     return NestedSplit(fitted, held_out)
 
