@@ -57,6 +57,8 @@ BLOCK_SAMPLING = {
     "accuracy": {"adaptation": "draw_diag", "thin": 2, "min_target_accept": 0.95},
     "direct": {"adaptation": "draw_diag", "thin": 2, "min_target_accept": 0.95},
 }
+STUCK_STEP_RATIO = 0.1  # see stuck_chains
+RESAMPLE_SEED_OFFSET = 10_000  # a stuck block's second run: a seed no neighbouring --seed repeats
 SAMPLE_STATS = ("diverging", "energy", "depth", "maxdepth_reached", "n_steps", "step_size")
 
 
@@ -142,6 +144,11 @@ class DesignFit:
     @property
     def constants(self) -> xr.Dataset:
         return self.tree["constant_data"].to_dataset()
+
+    @property
+    def resampled(self) -> list[str]:
+        """What :func:`sample_block` sampled again, one sentence per block (empty for most fits)."""
+        return json.loads(self.tree.attrs.get("resampled", "[]"))
 
     @property
     def data(self) -> ModelData:
@@ -295,11 +302,12 @@ def fit_design(ds: xr.Dataset, config: FitConfig, design: str) -> DesignFit:
     """One design on the config's ladder: each of its blocks sampled on its own, their draws paired."""
     runs = config.check(ds)
     data = prepare(ds, runs, list(config.tasks), need_loss=design != "single-step")
-    posteriors, stats = [], []
+    posteriors, stats, resampled = [], [], []
     for block in DESIGNS[design]:
         tree = sample_block(data, block, config)
         posteriors.append(tree["posterior"].to_dataset())
         stats.append(tree["sample_stats"].to_dataset()[list(SAMPLE_STATS)].expand_dims(block=[block]))
+        resampled += [tree.attrs["resampled"]] if "resampled" in tree.attrs else []
     tree = xr.DataTree.from_dict(
         {
             "posterior": xr.merge(posteriors, compat="override", join="exact"),
@@ -308,35 +316,62 @@ def fit_design(ds: xr.Dataset, config: FitConfig, design: str) -> DesignFit:
             "constant_data": constant_data(data),
         }
     )
+    tree.attrs["resampled"] = json.dumps(resampled)
     return DesignFit(design, tree)
 
 
 def sample_block(data: ModelData, block: str, config: FitConfig) -> xr.DataTree:
+    """One block's draws (thinned, see ``BLOCK_SAMPLING``). A block with a chain stuck in warmup
+    (:func:`stuck_chains`) is sampled once more from new starting points (seed + :data:`RESAMPLE_SEED_OFFSET`);
+    the tree's ``resampled`` attr says so, and the diagnostics judge the draws kept."""
     import nutpie
 
     from bayesladder.bayes.model import build_model
 
     settings = BLOCK_SAMPLING[block]
     compiled = nutpie.compile_pymc_model(build_model(data, config.priors, blocks=(block,)))
-    tree = nutpie.sample(
-        compiled,
-        chains=config.chains,
-        draws=config.draws * settings["thin"],
-        tune=config.tune,
-        cores=available_cores(),
-        seed=config.seed,
-        progress_bar=False,
-        save_warmup=False,
-        target_accept=max(config.target_accept, settings["min_target_accept"]),
-        adaptation=settings["adaptation"],
-    )
-    thinned = slice(settings["thin"] - 1, None, settings["thin"])
-    return xr.DataTree.from_dict(
-        {
-            group: tree[group].to_dataset().isel(draw=thinned).assign_coords(draw=np.arange(config.draws))
-            for group in ("posterior", "sample_stats")
-        }
-    )
+
+    def run(seed: int) -> xr.DataTree:
+        tree = nutpie.sample(
+            compiled,
+            chains=config.chains,
+            draws=config.draws * settings["thin"],
+            tune=config.tune,
+            cores=available_cores(),
+            seed=seed,
+            progress_bar=False,
+            save_warmup=False,
+            target_accept=max(config.target_accept, settings["min_target_accept"]),
+            adaptation=settings["adaptation"],
+        )
+        thinned = slice(settings["thin"] - 1, None, settings["thin"])
+        return xr.DataTree.from_dict(
+            {
+                group: tree[group].to_dataset().isel(draw=thinned).assign_coords(draw=np.arange(config.draws))
+                for group in ("posterior", "sample_stats")
+            }
+        )
+
+    tree = run(config.seed)
+    step = tree["sample_stats"]["step_size"].mean("draw").values
+    stuck = stuck_chains(step)
+    if stuck:
+        seed = config.seed + RESAMPLE_SEED_OFFSET
+        tree = run(seed)
+        tree.attrs["resampled"] = (
+            f"the {block} block's chain(s) {', '.join(map(str, stuck))} got stuck in warmup (adapted step size "
+            f"{', '.join(f'{step[c]:.2g}' for c in stuck)} against {np.median(step):.2g}): sampled again from new "
+            f"starting points (seed {seed})"
+        )
+    return tree
+
+
+def stuck_chains(step_sizes: np.ndarray) -> list[int]:
+    """The chains whose adapted step size is below :data:`STUCK_STEP_RATIO` of the chains' median: every chain
+    samples the same posterior, so their step sizes agree (within ~10% on every ladder checked) unless a chain's
+    warmup ended in a corner of extreme curvature (OLMo's full ladder, single-step design, seed 1: one chain at
+    0.0005 against 0.073, every draw at the maximum tree depth, R-hat 1.6)."""
+    return [int(c) for c in np.flatnonzero(step_sizes < STUCK_STEP_RATIO * np.median(step_sizes))]
 
 
 def available_cores() -> int:
