@@ -265,8 +265,8 @@ def read(path: str | os.PathLike) -> xr.Dataset:
         ) from None
     if "model_key" in ds.attrs:
         raise BayesLadderError(
-            f"{path} is a fit file (written by 'bayesladder fit'), not a ladder dataset; pass it with --fit, and "
-            "give --data the dataset it was fitted on"
+            f"{path} is a fit file (written by 'bayesladder fit'), not a ladder dataset; fit files go to --fit, "
+            "and --data (or eval's -o) takes the ladder dataset"
         )
     validate_or_raise(ds, str(path))
     return ds

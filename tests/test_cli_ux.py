@@ -67,7 +67,7 @@ def test_a_folder_given_as_a_file_says_it_is_a_folder(tmp_path):
 def test_a_fit_given_as_the_dataset_or_a_dataset_as_the_fit_says_which_it_is(fit_file, olmo_ladder_nc):
     """It used to list every variable a dataset lacks, or say 'not a bayesladder fit file (KeyError)'."""
     assert_clean_error(
-        invoke("baseline", "--data", fit_file, "--target", "13B-5T"), f"{fit_file} is a fit file", "pass it with --fit"
+        invoke("baseline", "--data", fit_file, "--target", "13B-5T"), f"{fit_file} is a fit file", "go to --fit"
     )
     assert_clean_error(
         invoke("predict", "--fit", olmo_ladder_nc, "--target", "13B-5T"),

@@ -237,7 +237,10 @@ def test_eval_command_malformed_task_is_one_line(tmp_path, tiny_checkpoint):
 
 
 def test_eval_command_missing_checkpoint_is_one_line(tmp_path):
-    assert_clean_error(invoke("eval", tmp_path / "nope", "--task", _jsonl_task(tmp_path)), "nope")
+    assert_clean_error(invoke("eval", tmp_path / "nope", "--task", _jsonl_task(tmp_path)), "nope: no such checkpoint")
+    not_a_checkpoint = tmp_path / "empty"
+    not_a_checkpoint.mkdir()
+    assert_clean_error(invoke("eval", not_a_checkpoint, "--task", _jsonl_task(tmp_path)), "no config.json", "train")
 
 
 def _jsonl_task(tmp_path):

@@ -397,6 +397,13 @@ def test_missing_corpus_is_one_line_and_leaves_no_output(tmp_path, tiny_spec):
     assert not out.exists()
 
 
+def test_a_folder_given_as_the_spec_is_named_as_a_folder(tmp_path):
+    assert_clean_error(
+        invoke("train", "--spec", tmp_path, "--all", "--out", tmp_path / "out"), "is a folder", "models/micro.toml"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_spec_is_one_line_naming_every_problem_and_leaves_no_output(tmp_path, corpus_file):
     bad = tmp_path / "bad.toml"
     bad.write_text(tiny_spec_toml(corpus_file, width=-8).replace('schedule = "wsd"', 'schedule = "linear"'))

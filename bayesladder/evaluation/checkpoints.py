@@ -48,8 +48,13 @@ class CheckpointRun:
 
 def load(path: Path, device: str | None = None) -> LoadedModel:
     path = Path(path)
+    if not path.exists():
+        raise BayesLadderError(f"{path}: no such checkpoint folder")
     if not (path / "config.json").is_file():
-        raise BayesLadderError(f"{path} is not a checkpoint folder (no config.json)")
+        raise BayesLadderError(
+            f"{path} is not a checkpoint folder (no config.json); give a folder saved by 'bayesladder train' or "
+            "transformers' save_pretrained"
+        )
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging

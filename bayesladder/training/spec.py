@@ -111,6 +111,8 @@ def mult_label(m: float) -> str:
 
 def load(path: str | Path) -> LadderSpec:
     path = Path(path)
+    if path.is_dir():
+        raise BayesLadderError(f"{path} is a folder; --spec takes a ladder spec file, e.g. models/micro.toml")
     if not path.is_file():
         raise BayesLadderError(f"{path}: no such ladder spec; see models/micro.toml for an example")
     try:
