@@ -24,6 +24,7 @@ from bayesladder.bayes.diagnostics import Thresholds
 from bayesladder.bayes.fit import FitConfig
 from bayesladder.bayes.stacking import NO_SPLIT
 from bayesladder.errors import BayesLadderError
+from bayesladder.files import atomic_write_bytes, check_writable
 
 EXIT_DIAGNOSTICS_FAILED = 2
 
@@ -338,8 +339,6 @@ def _report_diagnostics(diag, thresholds: Thresholds, as_json: bool) -> None:
 
 
 def _refuse_overwrite(path: Path, force: bool) -> None:
-    from bayesladder.files import check_writable
-
     check_writable(path, example="fit.nc")
     if path.exists() and not force:
         raise BayesLadderError(f"{path} exists; pass --force to overwrite it, or choose another name with -o")
@@ -666,8 +665,6 @@ def backtest(
     if not holdout_size:
         raise BayesLadderError("give --holdout-size SIZE (the sizes to predict), or --nested")
     if figure is not None and subsets:
-        from bayesladder.files import check_writable
-
         check_writable(figure, example="subsets.png")
     if subsets:
         from bayesladder.analyses import subsets as ladder_subsets
@@ -675,8 +672,6 @@ def backtest(
         with stage_once_started("refitting on each ladder subset and scoring the held-out runs"):
             summary, _ = ladder_subsets.run_subsets(ds, config, split_list(holdout_size), progress=stage)
         if figure is not None:
-            from bayesladder.files import atomic_write_bytes
-
             atomic_write_bytes(figure, ladder_subsets.figure(summary))
         output.emit(
             summary,
@@ -1015,8 +1010,6 @@ def evaluate(
     if output_path is None and any(v is not None for v in (run, n, d)):
         raise BayesLadderError("--run, --n and --d describe the checkpoint in the dataset: give -o too")
     if output_path is not None:
-        from bayesladder.files import check_writable
-
         check_writable(output_path, example="ladder.nc")
     existing = schema.read(output_path) if output_path is not None and output_path.exists() else None
     chosen = [task_formats.load_any(t, limit=limit) for t in task or []]

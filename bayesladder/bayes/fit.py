@@ -39,6 +39,13 @@ DESIGNS: dict[str, tuple[str, ...]] = {
     "flops-step1": ("loss_flops", "accuracy"),
     "single-step": ("direct",),
 }
+
+
+def fits_step1(design: str) -> bool:
+    """The design fits step 1 (task loss from N and D), so it needs each run's task loss."""
+    return any(block.startswith("loss") for block in DESIGNS[design])
+
+
 # How each block is sampled. The step-1 blocks are cheap (~20 points a task) but their exponents are weakly
 # identified on a ladder of few sizes (2 on a nested fit): they run 3x longer chains, thinned to the common
 # draw count, at a higher acceptance target (on the OLMo ladder's 190M/370M: R-hat 1.013-1.022 and ESS ~250
@@ -104,7 +111,7 @@ class FitConfig:
         """A warning when a design of this config fits step 1 on no more runs than its curve has parameters per
         task (``data.step1_design``): such fits fail their diagnostics."""
         count, parameters = step1_design(ds, self.check(ds))
-        if count > parameters or not any(b.startswith("loss") for d in self.designs for b in DESIGNS[d]):
+        if count > parameters or not any(fits_step1(d) for d in self.designs):
             return None
         return (
             f"{count} runs for the {parameters} parameters of step 1's curve per task: the curve can pass "
@@ -301,7 +308,7 @@ def fit(ds: xr.Dataset, config: FitConfig, progress=None) -> LadderFit:
 def fit_design(ds: xr.Dataset, config: FitConfig, design: str) -> DesignFit:
     """One design on the config's ladder: each of its blocks sampled on its own, their draws paired."""
     runs = config.check(ds)
-    data = prepare(ds, runs, list(config.tasks), need_loss=design != "single-step")
+    data = prepare(ds, runs, list(config.tasks), need_loss=fits_step1(design))
     posteriors, stats, resampled = [], [], []
     for block in DESIGNS[design]:
         tree = sample_block(data, block, config)

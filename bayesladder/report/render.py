@@ -93,8 +93,6 @@ def check_destination(path: str | Path, fmt: str) -> Path:
     path = Path(path)
     if fmt not in ("html", "md"):
         raise BayesLadderError(f"unknown --format '{fmt}'; use html or md")
-    if path.is_dir():
-        raise BayesLadderError(f"{path} is a folder; give a file name for the report, e.g. {path / ('report.' + fmt)}")
     if fmt == "md":
         folder = figures_folder(path)
         if folder.exists() and not folder.is_dir():
@@ -103,7 +101,7 @@ def check_destination(path: str | Path, fmt: str) -> Path:
                 "file or choose another -o"
             )
         check_writable(folder / "figure.png")
-    return check_writable(path)
+    return check_writable(path, example=f"report.{fmt}")
 
 
 def figures_folder(path: Path) -> Path:
