@@ -19,6 +19,7 @@ from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import (
     STEP2_DROP_FRACTION,
     actual_final,
+    check_sizes,
     check_tasks,
     final_points,
     step2_checkpoints,
@@ -115,6 +116,7 @@ def fit(ds: xr.Dataset, runs: list[str], tasks: list[str]) -> dict[str, TaskFit]
     BayesLadderError names every such task and what it lacks, rather than a curve fitted to nothing.
     """
     check_tasks(ds, tasks)
+    check_sizes(ds, runs)
     finals = final_points(ds, runs)
     finals = finals[np.isfinite(finals["task_loss"])]
     fits, problems = {}, []

@@ -260,11 +260,23 @@ def baseline(
     fits = paper_method.fit(ds, runs, parse_tasks(ds, tasks))
     table = paper_method.predict(fits, target_spec.n_params, target_spec.tokens)
     table = paper_method.with_actuals(table, ds, target_spec.name)
+    beyond = _extrapolation(ladder_runs.extent(ds, runs), target_spec)
     output.emit(
         table,
         as_json,
-        title=f"Paper method: {target_spec.name} (N={target_spec.n_params:.4g}, D={target_spec.tokens:.4g})",
+        title=f"Paper method: {target_spec.name} (N={target_spec.n_params:.4g}, D={target_spec.tokens:.4g}: "
+        f"{beyond.describe()})",
     )
+
+
+def _extrapolation(extent, spec):
+    """How far the target ``spec`` lies beyond a ladder of ``extent``, warned about when it lies far out."""
+    from bayesladder import extrapolation
+
+    beyond = extrapolation.beyond(extent, spec.n_params, spec.tokens)
+    if beyond.far:
+        warn(beyond.warning(spec.name))
+    return beyond
 
 
 def _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed, designs=None) -> FitConfig:
@@ -423,7 +435,7 @@ def fit(
     from bayesladder import ladder as ladder_runs
     from bayesladder.bayes.data import with_replicates
     from bayesladder.bayes.fit import fit as fit_model
-    from bayesladder.targets import default_targets
+    from bayesladder.targets import KNOWN_TARGETS, default_targets
 
     data_path = data or datasets.micro_ladder()
     ds = schema.read(data_path)
@@ -453,10 +465,11 @@ def fit(
     fitted.diagnostics = checked.record()
     fitted.save(output_path)
     note(f"wrote {output_path} ({fitted.seconds:.0f} s to compile and sample every model)")
-    targets = [ladder_runs.resolve_target(ds, name, None, None) for name in default_targets(ds, fitted)]
-    target = max(targets, key=lambda t: t.n_params * t.tokens).name  # the one furthest out
+    target = max(default_targets(ds, fitted), key=lambda t: t.n_params * t.tokens)  # the one furthest out
+    named = target.name in ds["run"].values or target.name in KNOWN_TARGETS
+    option = f"--target {target.name}" if named else f"--n {target.n_params:.3g} --d {target.tokens:.3g}"
     note(
-        f"next: bayesladder predict --fit {output_path} --target {target}\n"
+        f"next: bayesladder predict --fit {output_path} {option}\n"
         f"  or: bayesladder report --fit {output_path} -o report.html"
     )
     _report_diagnostics(checked, thresholds, as_json)
@@ -473,8 +486,8 @@ def predict(
     as_json: JsonOption = False,
 ) -> None:
     """Posterior median and 50% / 90% intervals of each task's loss and accuracy at a target."""
-    from bayesladder import extrapolation, output
     from bayesladder import ladder as ladder_runs
+    from bayesladder import output
     from bayesladder.bayes.predict import predict_table
     from bayesladder.targets import KNOWN_TARGETS
 
@@ -483,17 +496,14 @@ def predict(
     spec = ladder_runs.resolve_target(ds, target, n, d)
     size = str(ds["size"].sel(run=spec.name).values) if ds is not None and spec.name in ds["run"].values else None
     table = predict_table(fitted, spec.n_params, spec.tokens, size=size)
-    beyond = extrapolation.beyond(fitted.largest_rung(), spec.n_params, spec.tokens)
     if used:
         note(used)
     ok = _trust(fitted, fit_file)
-    if beyond.far:
-        warn(beyond.warning(spec.name))
+    beyond = _extrapolation(fitted.extent(), spec)
     note(describe_calibration(fitted))
     if as_json:
-        flags = dict(n_factor=beyond.n_factor, d_factor=beyond.d_factor, far_outside_ladder=beyond.far)
         weights = {f"weight_{d}": w for d, w in fitted.calibration.weights.items()}
-        output.emit(table.assign(target=spec.name, **flags, diagnostics_ok=ok, **weights), True)
+        output.emit(table.assign(target=spec.name, **beyond.record(), diagnostics_ok=ok, **weights), True)
         return
     shown = table[["task"]].assign(
         loss=table["loss_median"].map("{:.3f}".format),
@@ -557,6 +567,7 @@ def plan(
     if used:
         note(used)
     ok = _trust(fitted, fit_file)
+    _extrapolation(fitted.extent(), spec)
     ranked = planning.plan(fitted, spec, rungs, size, budget, outcomes, max_draws, seed, progress=stage)
     rough = ranked[ranked["ess"] < planning.FEW_DRAWS]
     few = [f"{size}-{length}" for size, length in zip(rough["size"], rough["length"])]
@@ -643,7 +654,7 @@ def backtest(
 
     --json prints {"rows": [one per held-out run and task], "summary": [one per held-out run, then "all"]}; with
     --nested, {"rows": [...], "summary": [one per axis and distance bin, then "all"], "refits": [one per split]}."""
-    from bayesladder import datasets, output, schema
+    from bayesladder import datasets, extrapolation, output, schema
     from bayesladder.bayes import backtest as backtests
 
     ds = schema.read(data or datasets.micro_ladder())
@@ -686,18 +697,12 @@ def backtest(
     if not summary["diagnostics_ok"].iloc[-1]:
         warn(f"the backtest's fit failed its diagnostics ({summary['failures'].iloc[-1]}): do not trust these scores")
     for run in table.loc[table["far_outside_ladder"], "run"].unique():
-        n_factor, d_factor = table.loc[table["run"] == run, ["n_factor", "d_factor"]].iloc[0]
-        warn(extrapolation_warning(run, n_factor, d_factor))
+        n_factor, d_factor, off_one_d = table.loc[table["run"] == run, ["n_factor", "d_factor", "off_one_d"]].iloc[0]
+        warn(extrapolation.Extrapolation(n_factor, d_factor, bool(off_one_d)).warning(run))
     if as_json:
         output.emit_json({"rows": table, "summary": summary})
         return
     show_backtest(table, summary)
-
-
-def extrapolation_warning(name: str, n_factor: float, d_factor: float) -> str:
-    from bayesladder import extrapolation
-
-    return extrapolation.Extrapolation(n_factor, d_factor).warning(name)
 
 
 def show_nested(summary, refits) -> None:

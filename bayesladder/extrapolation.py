@@ -5,33 +5,76 @@ that says something about a step of a few sizes, little about a jump of orders o
 own targets lie up to 10x beyond its largest rung in N (13B against 1.3B) and 20x in D (5T tokens against
 the 1B-10xC run's 256B), where its method was checked against real models. A target more than
 ``FAR_FACTOR`` times beyond the largest rung in N or in D is flagged as far outside the ladder.
+
+A ladder can also hold D fixed: every Gemstones run ends at 350B tokens. Its scaling law then says nothing about
+how task loss changes with D (the model's step 1 has no D term there; the paper's fits one to a constant), so a
+target at another D is flagged too, however near it lies. (A ladder of one size is refused: ``ladder.check_sizes``.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 FAR_FACTOR = 25.0
+SAME_VALUE = 0.01  # N (or D) within 1% of each other are one value
+
+
+def holds_fixed(log_values) -> bool:
+    """The values (on a log scale) are all one, within :data:`SAME_VALUE`: a ladder of them does not vary that axis."""
+    return float(np.ptp(log_values)) < SAME_VALUE
+
+
+@dataclass(frozen=True)
+class Extent:
+    """What a fit's runs span: their N and their final D (the tokens each was trained to)."""
+
+    n_params: tuple[float, ...]
+    tokens: tuple[float, ...]
+
+    @property
+    def largest_n(self) -> float:
+        return max(self.n_params)
+
+    @property
+    def largest_d(self) -> float:
+        return max(self.tokens)
 
 
 @dataclass(frozen=True)
 class Extrapolation:
-    """A target's N and D as multiples of the largest N and the largest final D among the fit's runs."""
+    """A target's N and D as multiples of the largest N and the largest final D among the fit's runs; ``off_one_d``:
+    every run ends at one D and the target's differs."""
 
     n_factor: float
     d_factor: float
+    off_one_d: bool = False
 
     @property
     def far(self) -> bool:
-        """More than ``FAR_FACTOR`` times beyond the largest rung in N or in D."""
-        return max(self.n_factor, self.d_factor) > FAR_FACTOR
+        """More than ``FAR_FACTOR`` times beyond the largest rung in N or in D, or off a ladder's one D."""
+        return max(self.n_factor, self.d_factor) > FAR_FACTOR or self.off_one_d
+
+    def record(self) -> dict:
+        """The columns every prediction carries in its table and JSON."""
+        return dict(
+            n_factor=self.n_factor, d_factor=self.d_factor, off_one_d=self.off_one_d, far_outside_ladder=self.far
+        )
 
     def describe(self) -> str:
         """E.g. '10.3x the largest rung in N, within the ladder in D'."""
-        return f"{_axis(self.n_factor)} in N, {_axis(self.d_factor)} in D"
+        d = f"{self.d_factor:.3g}x the ladder's one value" if self.off_one_d else _axis(self.d_factor)
+        return f"{_axis(self.n_factor)} in N, {d} in D"
 
     def warning(self, name: str) -> str | None:
         """One sentence for a target far outside the ladder, else None."""
+        if self.off_one_d:
+            return (
+                f"{name} lies off the ladder in D ({self.describe()}): every run of the ladder was trained to one D, "
+                "so nothing in it says how task loss changes with D and this prediction is not to be trusted; add "
+                "runs of other lengths"
+            )
         if not self.far:
             return None
         return (
@@ -40,10 +83,10 @@ class Extrapolation:
         )
 
 
-def beyond(largest_rung: tuple[float, float], n_params: float, tokens: float) -> Extrapolation:
-    """The target (``n_params``, ``tokens``) against the (largest N, largest final D) of a fit's runs."""
-    largest_n, largest_d = largest_rung
-    return Extrapolation(n_factor=n_params / largest_n, d_factor=tokens / largest_d)
+def beyond(extent: Extent, n_params: float, tokens: float) -> Extrapolation:
+    """The target (``n_params``, ``tokens``) against the runs of a fit's ladder."""
+    off_one_d = holds_fixed(np.log(extent.tokens)) and not holds_fixed(np.log([extent.largest_d, tokens]))
+    return Extrapolation(n_params / extent.largest_n, tokens / extent.largest_d, off_one_d)
 
 
 def _axis(factor: float) -> str:

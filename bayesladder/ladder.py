@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesladder.errors import BayesLadderError
+from bayesladder.extrapolation import Extent, holds_fixed
 from bayesladder.targets import KNOWN_TARGETS, Target
 
 FINAL_CHECKPOINTS = 5
@@ -84,6 +85,24 @@ def select_runs(ds: xr.Dataset, selection: LadderSelection) -> list[str]:
     if not runs:
         raise BayesLadderError(f"no ladder run matches {selection.describe()}")
     return runs
+
+
+def extent(ds: xr.Dataset, runs: list[str]) -> Extent:
+    """The N and final D of ``runs``."""
+    targets = [resolve_target(ds, run, None, None) for run in runs]
+    return Extent(tuple(t.n_params for t in targets), tuple(t.tokens for t in targets))
+
+
+def check_sizes(ds: xr.Dataset, runs: list[str]) -> None:
+    """A scaling law in N needs runs of at least two N: a ladder of one size is refused (its fit of how loss falls
+    with N would be the priors' or arbitrary; OLMo's 1B alone, 5 lengths: 4 divergent transitions)."""
+    n_params = extent(ds, runs).n_params
+    if holds_fixed(np.log(n_params)):
+        sizes = ", ".join(dict.fromkeys(str(ds["size"].sel(run=r).values) for r in runs))
+        raise BayesLadderError(
+            f"the ladder's runs are all of one size ({sizes}, N = {n_params[0]:.3g}): a scaling law needs at least 2 "
+            "sizes to say how loss and accuracy change with N; select more with --sizes"
+        )
 
 
 def final_points(ds: xr.Dataset, runs: list[str]) -> pd.DataFrame:
@@ -166,7 +185,7 @@ def resolve_target(ds: xr.Dataset | None, name: str | None, n_params: float | No
         if n_params is None or tokens is None:
             raise BayesLadderError("give a target: --target NAME, or both --n and --d")
         check_n_and_d(n_params, tokens)
-        return Target(f"N={n_params:.3g},D={tokens:.3g}", float(n_params), float(tokens))
+        return Target.at(n_params, tokens)
     if n_params is not None or tokens is not None:
         raise BayesLadderError(f"give either --target {name} or --n and --d, not both: they name two targets")
     if ds is not None and name in ds["run"].values:

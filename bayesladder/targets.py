@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from bayesladder.extrapolation import holds_fixed
+
 
 @dataclass(frozen=True)
 class Target:
     name: str
     n_params: float
     tokens: float
+
+    @classmethod
+    def at(cls, n_params: float, tokens: float) -> Target:
+        """A target given by its N and D alone (``--n``/``--d``), named after them."""
+        return cls(f"N={n_params:.3g},D={tokens:.3g}", float(n_params), float(tokens))
 
 
 KNOWN_TARGETS = {
@@ -21,9 +30,13 @@ KNOWN_TARGETS = {
 }
 
 
-def default_targets(ds, fitted) -> list[str]:
+def default_targets(ds, fitted) -> list[Target]:
     """What to predict when no target is named: the dataset's target runs; else its first-replicate runs of
-    sizes the fit did not see (at the fit's lengths); else 7B-4T and 13B-5T."""
+    sizes the fit did not see (at the fit's lengths); else 7B-4T and 13B-5T, or their N at the ladder's one D
+    when every run of the fit ends at one (Gemstones: 350B tokens), since nothing in such a ladder says how task
+    loss changes with D (``bayesladder.extrapolation``)."""
+    from bayesladder.ladder import resolve_target  # bayesladder.ladder imports this module
+
     names = [str(r) for r in ds["run"].values]
     chosen = [n for n, role in zip(names, ds["role"].values.astype(str)) if role == "target"]
     if not chosen:
@@ -33,4 +46,9 @@ def default_targets(ds, fitted) -> list[str]:
             for n, size, length, rep in zip(names, ds["size"].values, ds["length"].values, ds["replicate"].values)
             if str(size) not in fitted.sizes and int(rep) == 0 and (not lengths or str(length) in lengths)
         ]
-    return chosen or list(KNOWN_TARGETS)
+    if chosen:
+        return [resolve_target(ds, name, None, None) for name in chosen]
+    extent = fitted.extent()
+    if holds_fixed(np.log(extent.tokens)):
+        return [Target.at(t.n_params, extent.largest_d) for t in KNOWN_TARGETS.values()]
+    return list(KNOWN_TARGETS.values())

@@ -15,9 +15,10 @@ import xarray as xr
 from cli_helpers import FIT_TASKS, TINY, invoke
 
 from bayesladder import schema
-from bayesladder.importers import olmo_ladder
+from bayesladder.importers import long_csv, olmo_ladder
 
 OLMO_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "olmo-ladder"
+GEMSTONES_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "gemstones" / "gemstones.csv"
 
 LONG_CSV_HEADER = [
     "run",
@@ -54,6 +55,19 @@ def olmo_ladder_nc(olmo_ladder_ds, tmp_path_factory) -> Path:
     from bayesladder import schema
 
     return schema.write(olmo_ladder_ds, tmp_path_factory.mktemp("olmo") / "ladder.nc")
+
+
+@pytest.fixture(scope="session")
+def gemstones_ds():
+    """The Gemstones ladder (../shared): 19 models each trained once to the same 350B tokens."""
+    if not GEMSTONES_CSV.is_file():
+        pytest.skip(f"Gemstones data not found at {GEMSTONES_CSV}")
+    return long_csv.import_file(GEMSTONES_CSV, units="nats", final_checkpoints=1)
+
+
+@pytest.fixture(scope="session")
+def gemstones_nc(gemstones_ds, tmp_path_factory) -> Path:
+    return schema.write(gemstones_ds, tmp_path_factory.mktemp("gemstones") / "gemstones.nc")
 
 
 def keep_last_checkpoint(ds):

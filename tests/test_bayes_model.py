@@ -9,7 +9,6 @@ graph, without its rewrites (0.5 s a compile instead of 4).
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pymc as pm
@@ -29,7 +28,6 @@ from bayesladder.bayes.fit import DESIGNS, DesignFit, FitConfig, constant_data, 
 from bayesladder.bayes.model import build_model, unused_priors
 from bayesladder.bayes.priors import DEFAULT_PRIORS, Prior, merge
 from bayesladder.errors import BayesLadderError
-from bayesladder.importers import long_csv
 from bayesladder.ladder import PRESETS, LadderSelection, select_runs
 
 FAST = "FAST_COMPILE"
@@ -136,15 +134,6 @@ def simulated_ds():
 @pytest.fixture(scope="module")
 def simulated(simulated_ds):
     return prepare(simulated_ds, select_runs(simulated_ds, LadderSelection()), ["task0", "task1"])
-
-
-@pytest.fixture(scope="module")
-def gemstones_ds():
-    """The Gemstones ladder (../shared): 19 models each trained once to the same 350B tokens."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "gemstones" / "gemstones.csv"
-    if not path.is_file():
-        pytest.skip(f"Gemstones data not found at {path}")
-    return long_csv.import_file(path, units="nats", final_checkpoints=1)
 
 
 LADDERS = {  # what the model sees of: (dataset fixture, selection, tasks)
@@ -746,6 +735,7 @@ def test_fit_config_refuses_bad_sampler_settings(settings, fragments):
         ((), LadderSelection(), ["no task given"]),
         (("task0",), LadderSelection(sizes=("20M", "9B")), ["unknown size(s) 9B", "160M, 20M, 40M, 80M"]),
         (("task0",), LadderSelection(lengths=("3xC",)), ["unknown length(s) 3xC"]),
+        (("task0",), LadderSelection(sizes=("40M",)), ["all of one size (40M", "at least 2 sizes", "--sizes"]),
     ],
 )
 def test_fit_refuses_unknown_tasks_and_sizes_with_one_line_before_sampling(simulated_ds, tasks, selection, fragments):

@@ -275,12 +275,12 @@ def test_a_final_only_ladder_imports_validates_and_the_baseline_fits_it(olmo_fin
 @pytest.mark.parametrize(
     "args, fragments",
     [
-        (["--sizes", "190M,370M", "--lengths", "1xC,2xC"], ["step 1 has 4 runs", "fewer than its 5 parameters"]),
-        (["--sizes", "190M", "--lengths", "1xC,2xC,5xC"], ["step 1 has 3 runs", "fewer than its 5 parameters"]),
+        (["--sizes", "190M,370M", "--lengths", "1xC,2xC"], ["cannot fit task 'arc_easy'", "step 1 has 4 runs"]),
+        (["--sizes", "190M", "--lengths", "1xC,2xC,5xC"], ["all of one size (190M, N = 1.9e+08)", "at least 2 sizes"]),
     ],
 )
 @pytest.mark.parametrize("final_only", [False, True])
 def test_baseline_refuses_what_it_cannot_fit(olmo_final_only_nc, olmo_ladder_nc, args, fragments, final_only):
     data = olmo_final_only_nc if final_only else olmo_ladder_nc
     result = invoke("baseline", "--data", data, *args, "--target", "13B-5T", "--tasks", "arc_easy", "--json")
-    assert_clean_error(result, "cannot fit task 'arc_easy'", *fragments)
+    assert_clean_error(result, *fragments)

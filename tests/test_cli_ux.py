@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import xarray as xr
 from cli_helpers import FIT_TASKS, assert_clean_error, invoke
 
-from bayesladder import datasets, extrapolation, schema
+from bayesladder import datasets, extrapolation, ladder, schema
 from bayesladder.bayes.fit import LadderFit
+from bayesladder.targets import default_targets
 
 # --- errors: one line, exit 1; exit 2 only for failed diagnostics ------------------------------------
 
@@ -135,6 +137,13 @@ def test_shipped_micro_ladder_is_a_meaningful_default():
     assert target_n / ladder_n.max() > 4
 
 
+def test_fit_refuses_a_ladder_of_one_size_before_sampling(olmo_ladder_nc, tmp_path):
+    """OLMo's 1B at its five lengths: how loss falls with N would be the priors' (sampled, 4 divergences)."""
+    result = invoke("fit", "--data", olmo_ladder_nc, "--sizes", "1B", "--tasks", "mmlu", "-o", tmp_path / "fit.nc")
+    assert_clean_error(result, "all of one size (1B, N = 1.28e+09)", "at least 2 sizes", "--sizes")
+    assert not (tmp_path / "fit.nc").exists()
+
+
 def test_fit_refuses_to_overwrite_without_force(olmo_ladder_nc, tmp_path):
     existing = tmp_path / "fit.nc"
     existing.write_text("a previous fit")
@@ -148,14 +157,52 @@ def test_fit_refuses_to_overwrite_without_force(olmo_ladder_nc, tmp_path):
 
 
 def test_extrapolation_factors_and_threshold():
-    inside = extrapolation.beyond((1.28e9, 2.56e11), 13.2e9, 5.0e12)  # the paper's 13B-5T from its 1B rung
+    def ladder(n, d):  # two runs: the largest rung (n, d) and one smaller in both
+        return extrapolation.Extent((n / 2, n), (d / 2, d))
+
+    inside = extrapolation.beyond(ladder(1.28e9, 2.56e11), 13.2e9, 5.0e12)  # the paper's 13B-5T from its 1B rung
     assert inside.n_factor == pytest.approx(10.31, rel=1e-3) and inside.d_factor == pytest.approx(19.53, rel=1e-3)
     assert not inside.far and inside.warning("13B-5T") is None
-    far = extrapolation.beyond((1e5, 2e7), 13e9, 5e12)
+    far = extrapolation.beyond(ladder(1e5, 2e7), 13e9, 5e12)
     assert far.far and "130,000x the largest rung in N" in far.warning("13B")
-    assert extrapolation.beyond((1e5, 2e7), 4e5, 1e7).describe() == "4x the largest rung in N, within the ladder in D"
+    assert (
+        extrapolation.beyond(ladder(1e5, 2e7), 4e5, 1e7).describe()
+        == "4x the largest rung in N, within the ladder in D"
+    )
     edge = extrapolation.FAR_FACTOR
-    assert not extrapolation.beyond((1.0, 1.0), edge, 1.0).far and extrapolation.beyond((1.0, 1.0), edge * 1.01, 1).far
+    assert (
+        not extrapolation.beyond(ladder(1, 1), edge, 1).far and extrapolation.beyond(ladder(1, 1), edge * 1.01, 1).far
+    )
+
+
+def test_a_target_at_another_d_than_a_one_length_ladder_is_flagged_however_near(gemstones_nc):
+    """Every Gemstones run was trained to 350B tokens: nothing in the ladder says how task loss changes with D, so the
+    paper's fit chained to another D is flagged (its D term was fitted to a constant), and the same D is not."""
+    args = ("baseline", "--data", gemstones_nc, "--tasks", "mmlu,hellaswag", "--n", "2e9", "--json")
+    same = invoke(*args, "--d", "3.5e11")
+    assert same.exit_code == 0 and "warning" not in same.stderr
+    longer = invoke(*args, "--d", "5e11")
+    assert longer.exit_code == 0, (longer.output, longer.exception)
+    [line] = longer.stderr.strip().splitlines()
+    assert (
+        line.startswith("warning: N=2e+09,D=5e+11 lies off the ladder in D") and "1.43x the ladder's one value" in line
+    )
+    assert "trained to one D" in line and "add runs of other lengths" in line
+    off = extrapolation.beyond(extrapolation.Extent((1e8, 2e8), (3.5e11, 3.5e11)), 1e8, 3.4e11)
+    assert off.far and off.off_one_d and off.record()["far_outside_ladder"] is True
+
+
+def test_a_one_length_ladder_is_by_default_predicted_at_its_own_d(gemstones_ds):
+    """What fit suggests and report predicts without --target: on Gemstones (every run to 350B tokens, no target
+    runs) the paper's 7B and 13B at 350B, not at their 4T and 5T tokens, which its scaling law cannot reach."""
+    extent = ladder.extent(gemstones_ds, list(map(str, gemstones_ds["run"].values)))
+    fitted = SimpleNamespace(config=SimpleNamespace(selection=ladder.LadderSelection()), extent=lambda: extent)
+    fitted.sizes = list(map(str, gemstones_ds["size"].values))
+    targets = default_targets(gemstones_ds, fitted)
+    assert [t.name for t in targets] == ["N=6.89e+09,D=3.5e+11", "N=1.32e+10,D=3.5e+11"]
+    assert not any(extrapolation.beyond(extent, t.n_params, t.tokens).off_one_d for t in targets)
+    fitted.sizes = fitted.sizes[:-3]  # the ~1B sizes unseen: they are what is predicted
+    assert [t.name for t in default_targets(gemstones_ds, fitted)] == list(map(str, gemstones_ds["run"].values[-3:]))
 
 
 def test_predict_warns_of_a_failed_fit_and_of_a_target_far_outside_the_ladder(fit_file):

@@ -49,7 +49,7 @@ def test_run_flops_is_6nd_of_the_last_checkpoint(olmo_ladder_ds):
     [
         (["--holdout-size", "9B", "--subsets"], "unknown held-out size(s) 9B"),
         (["--holdout-size", "3B", "--figure", "x.png"], "--figure needs --subsets"),
-        (["--holdout-size", "3B", "--sizes", "1B", "--subsets"], "too small for subsets"),
+        (["--holdout-size", "3B", "--sizes", "760M,1B", "--lengths", "1xC", "--subsets"], "too small for subsets"),
     ],
 )
 def test_backtest_subsets_bad_input_is_one_line(olmo_ladder_nc, args, fragment):

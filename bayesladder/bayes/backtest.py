@@ -98,7 +98,7 @@ def holdout_runs(ds: xr.Dataset, config: FitConfig, sizes: list[str]) -> list[st
 
 def score(fitted: LadderFit, ds: xr.Dataset, runs: list[str], seed: int = 0) -> pd.DataFrame:
     """:func:`prediction_rows` of the fit for ``runs``, with the paper's point fit on the same ladder beside it,
-    and each run's distance beyond the ladder (n_factor, d_factor, far_outside_ladder)."""
+    and each run's distance beyond the ladder (``Extrapolation.record``)."""
     tasks = list(fitted.config.tasks)
     try:
         point_fits = baseline.fit(ds, select_runs(ds, fitted.config.selection), tasks)
@@ -109,13 +109,10 @@ def score(fitted: LadderFit, ds: xr.Dataset, runs: list[str], seed: int = 0) -> 
         return predictive_draws(fitted, target.n_params, target.tokens, size, seed)
 
     table = prediction_rows(ds, runs, tasks, predict, point_fits)
-    largest = fitted.largest_rung()
-    far = {run: beyond(largest, *_n_and_d(ds, run)) for run in runs}
-    return table.assign(
-        n_factor=table["run"].map(lambda r: far[r].n_factor),
-        d_factor=table["run"].map(lambda r: far[r].d_factor),
-        far_outside_ladder=table["run"].map(lambda r: far[r].far),
-    )
+    extent = fitted.extent()
+    far = {run: beyond(extent, *_n_and_d(ds, run)) for run in runs}
+    flags = pd.DataFrame.from_dict({run: beyond.record() for run, beyond in far.items()}, orient="index")
+    return table.join(flags, on="run")
 
 
 def _n_and_d(ds: xr.Dataset, run: str) -> tuple[float, float]:
@@ -222,7 +219,7 @@ def nested(ds: xr.Dataset, config: FitConfig, progress=None) -> tuple[pd.DataFra
         fitted = fit(ds, sub)
         table = score(fitted, ds, held_runs, seed=config.seed)
         index = 0 if axis == "size" else 1
-        largest = fitted.largest_rung()[index]
+        largest = (fitted.extent().largest_n, fitted.extent().largest_d)[index]
         distance = [float(np.log(_n_and_d(ds, r)[index] / largest)) for r in table["run"]]
         held_out = ",".join(held)
         rows.append(

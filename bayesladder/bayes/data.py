@@ -28,7 +28,8 @@ import xarray as xr
 from bayesladder import schema
 from bayesladder.bayes import curves
 from bayesladder.errors import BayesLadderError
-from bayesladder.ladder import FINAL_CHECKPOINTS, final_only, final_points, resolve_target, step2_checkpoints
+from bayesladder.extrapolation import holds_fixed
+from bayesladder.ladder import FINAL_CHECKPOINTS, extent, final_only, final_points, step2_checkpoints
 
 BLOCK = 10
 
@@ -199,8 +200,8 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str], need_loss: bool =
 
 
 def one_length(log_tokens) -> bool:
-    """Every run trained to the same D (within 1%): the ladder says nothing about how loss falls with D."""
-    return float(np.ptp(log_tokens)) < 0.01
+    """Every run trained to the same D: the ladder says nothing about how loss falls with D."""
+    return holds_fixed(log_tokens)
 
 
 def step1_design(ds: xr.Dataset, runs: list[str]) -> tuple[int, int]:
@@ -208,8 +209,7 @@ def step1_design(ds: xr.Dataset, runs: list[str]) -> tuple[int, int]:
     parameters the curve passes through every run and its run noise cannot be told from it: the sampler meets the
     funnel where that noise goes to 0 (OLMo's 190M and 370M at 1xC and 2xC: 5, 1 and 7 divergent transitions at
     seeds 0, 1 and 2)."""
-    log_tokens = [np.log(resolve_target(ds, r, None, None).tokens) for r in runs]
-    return len(runs), curves.power_law_parameters(one_length(log_tokens))
+    return len(runs), curves.power_law_parameters(one_length(np.log(extent(ds, runs).tokens)))
 
 
 def step2_blocks(count: int) -> np.ndarray:

@@ -31,7 +31,8 @@ from bayesladder.bayes.data import ModelData, prepare, step1_design
 from bayesladder.bayes.priors import Prior, merge, to_json
 from bayesladder.bayes.stacking import Calibration, calibrate
 from bayesladder.errors import BayesLadderError
-from bayesladder.ladder import LadderSelection, check_tasks, select_runs
+from bayesladder.extrapolation import Extent
+from bayesladder.ladder import LadderSelection, check_sizes, check_tasks, select_runs
 
 MODEL_VERSION = "bayesladder-v3"
 DESIGNS: dict[str, tuple[str, ...]] = {
@@ -105,7 +106,9 @@ class FitConfig:
     def check(self, ds: xr.Dataset) -> list[str]:
         """The runs this config fits in ``ds``; unknown tasks, sizes or lengths are one error listing them."""
         check_tasks(ds, self.tasks)
-        return select_runs(ds, self.selection)
+        runs = select_runs(ds, self.selection)
+        check_sizes(ds, runs)
+        return runs
 
     def step1_warning(self, ds: xr.Dataset) -> str | None:
         """A warning when a design of this config fits step 1 on no more runs than its curve has parameters per
@@ -208,10 +211,10 @@ class LadderFit:
     def sizes(self) -> list[str]:
         return self.data.sizes
 
-    def largest_rung(self) -> tuple[float, float]:
-        """(largest N, largest final D) among the runs the fit saw."""
+    def extent(self) -> Extent:
+        """The N and final D of the runs the fit saw."""
         data = self.data
-        return float(np.exp(data.s1_x.max() + data.log_n_ref)), float(np.exp(data.s1_y.max() + data.log_d_ref))
+        return Extent(tuple(np.exp(data.s1_x + data.log_n_ref)), tuple(np.exp(data.s1_y + data.log_d_ref)))
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)

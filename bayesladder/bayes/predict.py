@@ -181,7 +181,7 @@ def predictive_draws(
     """
     rng = np.random.default_rng(seed)
     calibration = fitted.calibration
-    distance = max(0.0, float(np.log(n_params) - np.log(fitted.largest_rung()[0])))
+    distance = max(0.0, float(np.log(n_params) - np.log(fitted.extent().largest_n)))
     sampled = {}
     for name, design in fitted.designs.items():
         parts = components(design.posterior, design.data, name, n_params, tokens, size, seed, max_draws)

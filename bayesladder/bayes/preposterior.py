@@ -218,7 +218,7 @@ class Preposterior:
         self.data = fitted.data
         self.target = target
         self.target_size = target_size
-        self.largest_n = fitted.largest_rung()[0]
+        self.largest_n = fitted.extent().largest_n
         self.n_outcomes, self.seed = outcomes, seed
         rng = np.random.default_rng(seed)
         self.draw = {d.name: rng.integers(d.count, size=outcomes) for d in every}  # each outcome's draw of a design

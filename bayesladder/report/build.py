@@ -57,9 +57,8 @@ class Report:
 
 def resolve_targets(ds: xr.Dataset, fitted: LadderFit, names: list[str] | None) -> list[TargetSpec]:
     out = []
-    for name in names or default_targets(ds, fitted):
-        target = resolve_target(ds, name, None, None)
-        size = str(ds["size"].sel(run=name).values) if name in ds["run"].values else None
+    for target in [resolve_target(ds, name, None, None) for name in names] if names else default_targets(ds, fitted):
+        size = str(ds["size"].sel(run=target.name).values) if target.name in ds["run"].values else None
         out.append(TargetSpec(target, size))
     return out
 
@@ -96,8 +95,8 @@ def build(
     progress(f"predicting {', '.join(s.name for s in specs)} and fitting the paper's baseline")
     draws = {s.name: predictive_draws(fitted, s.target.n_params, s.target.tokens, s.size, seed) for s in specs}
     base_fits, base_note = _baseline(ds, runs, tasks)
-    largest = fitted.largest_rung()
-    beyond = {s.name: extrapolation.beyond(largest, s.target.n_params, s.target.tokens) for s in specs}
+    extent = fitted.extent()
+    beyond = {s.name: extrapolation.beyond(extent, s.target.n_params, s.target.tokens) for s in specs}
     predictions = headline_table(ds, tasks, specs, draws, base_fits, beyond)
     loss_design = fitted.designs.get("two-step")
     progress("checking the diagnostics")
@@ -196,11 +195,8 @@ def headline_table(ds, tasks, specs, draws, base_fits, beyond) -> pd.DataFrame:
     names = [spec.name for spec in specs]
     rows = prediction_rows(ds, names, tasks, lambda target, size: draws[target.name], base_fits)
     rows = rows.rename(columns={"run": "target"})
-    return rows.assign(
-        n_factor=rows["target"].map(lambda n: beyond[n].n_factor),
-        d_factor=rows["target"].map(lambda n: beyond[n].d_factor),
-        far_outside_ladder=rows["target"].map(lambda n: beyond[n].far),
-    )
+    flags = pd.DataFrame.from_dict({name: b.record() for name, b in beyond.items()}, orient="index")
+    return rows.join(flags, on="target")
 
 
 def predictions_section(predictions, specs, beyond, noisy, base_note, loss_units: str) -> Section:
@@ -290,6 +286,9 @@ def variance_section(table: pd.DataFrame, predictions: pd.DataFrame) -> Section:
     )
 
 
+SHOWN_MISSING = 4  # a table of another command lacks most columns: name a few, count the rest
+
+
 def _check_tables(subsets_table, compare_table, plan_table=None) -> None:
     from bayesladder.analyses import designs, subsets
     from bayesladder.bayes import plan
@@ -301,8 +300,13 @@ def _check_tables(subsets_table, compare_table, plan_table=None) -> None:
     ):
         missing = [c for c in columns if table is not None and c not in table.columns]
         if missing:
+            named = ", ".join(missing[:SHOWN_MISSING]) + (
+                f" and {len(missing) - SHOWN_MISSING} more of its {len(columns)}"
+                if len(missing) > SHOWN_MISSING
+                else ""
+            )
             raise BayesLadderError(
-                f"{table.attrs.get('source', 'the table for the report')} lacks column(s) {', '.join(missing)}; "
+                f"{table.attrs.get('source', 'the table for the report')} lacks column(s) {named}; "
                 f"make it with 'bayesladder {command}'"
             )
 
