@@ -340,7 +340,9 @@ def _report_diagnostics(diag, thresholds: Thresholds, as_json: bool) -> None:
         note(
             f"DIAGNOSTICS FAILED: {'; '.join(diag.failures)}. The sampler did not explore the posterior reliably, "
             "so this fit's numbers cannot be trusted: low ESS or high R-hat call for longer sampling "
-            "(--tune/--draws); divergences and saturated tree depth point at the model or the data."
+            "(--tune/--draws); divergences and saturated tree depth point at the model or the data. Where a "
+            "failure names a task (log_k[boolq]), the ladder may not pin that task down (accuracy flat at its floor on the ladder's sizes): "
+            "fit without it (--tasks), or with one design (--designs two-step), which has no nested backtest."
         )
         raise typer.Exit(EXIT_DIAGNOSTICS_FAILED)
     passed = ", ".join(f"{r['check']} {r['rule']}" for r in rows if r["status"] == "pass")
@@ -458,6 +460,11 @@ def fit(
             warn(f"{design.design}: {text}")
     if fitted.data.final_only:
         note("every run was evaluated once (a final-only ladder): step 2 was fitted on the runs' final points")
+    if fitted.data.single_length:
+        note(
+            f"every run was trained to one D ({fitted.extent().largest_d:.3g} tokens): step 1 has no D term, so "
+            "predictions hold at that D (predict, plan and report flag a target at another)"
+        )
     note(describe_calibration(fitted))
     stage("checking the diagnostics (R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO, PPC)")
     thresholds = Thresholds()

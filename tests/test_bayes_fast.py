@@ -41,6 +41,7 @@ PREDICT_KEYS = [
 DIAGNOSE_KEYS = [  # diagnose --json: every field of the diagnostics record
     "ok",
     "max_rhat",
+    "worst_rhat_parameter",
     "min_ess_bulk",
     "min_ess_tail",
     "divergences",
@@ -52,6 +53,7 @@ DIAGNOSE_KEYS = [  # diagnose --json: every field of the diagnostics record
     "ppc_loss_coverage90",
     "ppc_acc_coverage90",
     "nested_max_rhat",
+    "nested_worst_rhat_parameter",
     "nested_min_ess",
     "nested_divergences",
     "failures",
@@ -347,6 +349,20 @@ def test_diagnose_library_returns_all_failures_and_does_not_print(loaded_fit, ca
     record = strict.record()
     assert set(DIAGNOSE_KEYS) <= set(record)
     assert 0 <= record["ppc_loss_coverage90"] <= 1 and 0 <= record["ppc_acc_coverage90"] <= 1
+
+
+def test_a_failed_r_hat_names_the_parameter_to_look_at(loaded_fit):
+    """'R-hat 1.043 > 1.01 (two-step: log_k[boolq])' (OLMo's 190M-760M with every task: boolq, flat at its floor,
+    leaves the sigmoid's steepness free) tells a user which task the ladder cannot pin down."""
+    import arviz as az
+
+    strict = diagnostics.diagnose(loaded_fit)
+    [failure] = [f for f in strict.failures if f.startswith("R-hat")]
+    design, entry = strict.worst_rhat_parameter.split(": ")
+    name, task = entry.rstrip("]").split("[")
+    assert failure.endswith(f"({design}: {name}[{task}])")
+    rhat = az.rhat(loaded_fit.designs[design].posterior[[name]])[name].sel(task=task)
+    assert float(rhat) == pytest.approx(strict.max_rhat)
 
 
 # --- backtest ----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import xarray as xr
-from cli_helpers import FIT_TASKS, assert_clean_error, invoke
+from cli_helpers import FIT_TASKS, TINY, assert_clean_error, invoke
 
 from bayesladder import datasets, extrapolation, ladder, schema
 from bayesladder.bayes.fit import LadderFit
@@ -203,6 +203,18 @@ def test_a_one_length_ladder_is_by_default_predicted_at_its_own_d(gemstones_ds):
     assert not any(extrapolation.beyond(extent, t.n_params, t.tokens).off_one_d for t in targets)
     fitted.sizes = fitted.sizes[:-3]  # the ~1B sizes unseen: they are what is predicted
     assert [t.name for t in default_targets(gemstones_ds, fitted)] == list(map(str, gemstones_ds["run"].values[-3:]))
+
+
+def test_fit_of_a_one_length_ladder_says_so_and_suggests_a_target_at_its_d(gemstones_nc, tmp_path):
+    out = tmp_path / "fit.nc"
+    result = invoke("fit", "--data", gemstones_nc, "--tasks", "mmlu", "--designs", "two-step", *TINY, "-o", out)
+    assert result.exit_code in (0, 2), (result.output, result.exception)  # a tiny fit may fail its diagnostics
+    assert "every run was trained to one D (3.5e+11 tokens): step 1 has no D term" in result.stderr
+    [suggested] = [line for line in result.stderr.splitlines() if line.startswith("next: ")]
+    assert suggested.endswith("--n 1.32e+10 --d 3.5e+11")  # 13B at 350B, not 13B-5T
+    predicted = invoke(*suggested.removeprefix("next: bayesladder ").split(), "--json")
+    assert predicted.exit_code == 0 and "off the ladder" not in predicted.stderr
+    assert all(r["off_one_d"] is False and r["n_factor"] > 12 for r in json.loads(predicted.stdout))
 
 
 def test_predict_warns_of_a_failed_fit_and_of_a_target_far_outside_the_ladder(fit_file):

@@ -47,6 +47,7 @@ class Thresholds:
 class Diagnostics:
     ok: bool
     max_rhat: float
+    worst_rhat_parameter: str  # e.g. 'two-step: log_k[boolq]': where to look when R-hat fails
     min_ess_bulk: float
     min_ess_tail: float
     divergences: int
@@ -58,6 +59,7 @@ class Diagnostics:
     ppc_loss_coverage90: float
     ppc_acc_coverage90: float
     nested_max_rhat: float  # the nested backtest's fits (bayes.stacking), NaN without one
+    nested_worst_rhat_parameter: str
     nested_min_ess: float
     nested_divergences: int
     failures: tuple[str, ...]
@@ -69,19 +71,21 @@ class Diagnostics:
 
 
 def convergence(design) -> dict:
-    """Sampler checks of one fitted design (a ``DesignFit``): max R-hat, min bulk and tail ESS over every
-    parameter, divergences, min E-BFMI, draws at the maximum tree depth, mean tree depth."""
+    """Sampler checks of one fitted design (a ``DesignFit``): max R-hat (and the parameter it belongs to), min bulk
+    and tail ESS over every parameter, divergences, min E-BFMI, draws at the maximum tree depth, mean tree depth."""
     import arviz as az
 
     posterior, stats = design.posterior, design.sample_stats
     names = [v for v in posterior.data_vars if v not in SKIPPED and float(posterior[v].std()) > 0]
     with warnings.catch_warnings():  # constant entries (e.g. a ladder of 2 sizes has no size residuals)
         warnings.simplefilter("ignore", RuntimeWarning)
-        rhat = _max(az.rhat(posterior[names]))
+        rhats = az.rhat(posterior[names])
+        rhat = _max(rhats)
         ess_bulk = _min(az.ess(posterior[names], method="bulk"))
         ess_tail = _min(az.ess(posterior[names], method="tail"))
     return dict(
         max_rhat=rhat,
+        worst_rhat_parameter=f"{design.design}: {_argmax_label(rhats)}",
         min_ess_bulk=ess_bulk,
         min_ess_tail=ess_tail,
         divergences=int(stats["diverging"].sum()),
@@ -101,6 +105,7 @@ def diagnose(fit: LadderFit, thresholds: Thresholds | None = None) -> Diagnostic
     checks_ = [convergence(design) for design in fit.designs.values()]
     worst = {
         "max_rhat": max(c["max_rhat"] for c in checks_),
+        "worst_rhat_parameter": max(checks_, key=lambda c: c["max_rhat"])["worst_rhat_parameter"],
         "min_ess_bulk": min(c["min_ess_bulk"] for c in checks_),
         "min_ess_tail": min(c["min_ess_tail"] for c in checks_),
         "divergences": sum(c["divergences"] for c in checks_),
@@ -122,18 +127,22 @@ def diagnose(fit: LadderFit, thresholds: Thresholds | None = None) -> Diagnostic
         nested_max_rhat=float(nested["max_rhat"].max()) if has_nested else float("nan"),
         nested_min_ess=float(nested["min_ess"].min()) if has_nested else float("nan"),
         nested_divergences=int(nested["divergences"].sum()) if has_nested else 0,
+        nested_worst_rhat_parameter=_worst_nested(nested) if has_nested else "",
     )
     failures = []
     rhat, ess = worst["max_rhat"], min(worst["min_ess_bulk"], worst["min_ess_tail"])
     if not rhat <= thresholds.max_rhat:
-        failures.append(f"R-hat {rhat:.3f} > {thresholds.max_rhat}")
+        failures.append(f"R-hat {rhat:.3f} > {thresholds.max_rhat}{_at(worst['worst_rhat_parameter'])}")
     if not ess >= thresholds.min_ess:
         failures.append(f"ESS {ess:.0f} < {thresholds.min_ess:.0f}")
     if worst["divergences"] > thresholds.max_divergences:
         failures.append(f"{worst['divergences']} divergent transitions")
     if has_nested:
         if not nested_checks["nested_max_rhat"] <= thresholds.max_rhat:
-            failures.append(f"nested backtest: R-hat {nested_checks['nested_max_rhat']:.3f} > {thresholds.max_rhat}")
+            failures.append(
+                f"nested backtest: R-hat {nested_checks['nested_max_rhat']:.3f} > {thresholds.max_rhat}"
+                + _at(nested_checks["nested_worst_rhat_parameter"])
+            )
         if not nested_checks["nested_min_ess"] >= thresholds.min_ess:
             failures.append(f"nested backtest: ESS {nested_checks['nested_min_ess']:.0f} < {thresholds.min_ess:.0f}")
         if nested_checks["nested_divergences"] > thresholds.max_divergences:
@@ -233,6 +242,29 @@ def _with_log_likelihood(tree: xr.DataTree, log_lik: dict[str, np.ndarray]) -> x
 def _coverage90(replicated: np.ndarray, observed: np.ndarray) -> float:
     lo, hi = np.quantile(replicated, [0.05, 0.95], axis=(0, 1))
     return float(np.mean((observed >= lo) & (observed <= hi)))
+
+
+def _argmax_label(ds: xr.Dataset) -> str:
+    """The entry of ``ds`` (one value per parameter entry) with the largest value, e.g. 'log_k[boolq]'."""
+    name = max(ds.data_vars, key=lambda v: np.nanmax(ds[v].values))
+    values = ds[name]
+    if values.ndim == 0:
+        return str(name)
+    index = np.unravel_index(int(np.nanargmax(values.values)), values.shape)
+    labels = [str(values[dim].values[i]) if dim in values.coords else str(i) for dim, i in zip(values.dims, index)]
+    return f"{name}[{', '.join(labels)}]"
+
+
+def _at(parameter: str) -> str:
+    """' (two-step: log_k[boolq])' after a failed R-hat check, where the fit file names the parameter."""
+    return f" ({parameter})" if parameter else ""
+
+
+def _worst_nested(scores) -> str:
+    """The nested fits' parameter of largest R-hat ('' in a fit file made before it was recorded)."""
+    if "worst_rhat_parameter" not in scores:
+        return ""
+    return str(scores.loc[scores["max_rhat"].idxmax(), "worst_rhat_parameter"])
 
 
 def _max(ds: xr.Dataset) -> float:
