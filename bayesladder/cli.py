@@ -342,8 +342,7 @@ def _report_diagnostics(diag, thresholds: Thresholds, as_json: bool) -> None:
             "so this fit's numbers cannot be trusted: low ESS or high R-hat call for longer sampling "
             "(--tune/--draws); divergences and saturated tree depth point at the model or the data. Where a "
             "failure names a task (log_k[boolq]), the ladder may not pin that task down (accuracy flat at its "
-            "floor on the ladder's sizes): fit without it (--tasks), or with one design (--designs two-step), which "
-            "has no nested backtest."
+            "floor on the ladder's sizes): fit without it (--tasks)."
         )
         raise typer.Exit(EXIT_DIAGNOSTICS_FAILED)
     passed = ", ".join(f"{r['check']} {r['rule']}" for r in rows if r["status"] == "pass")
