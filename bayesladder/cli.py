@@ -455,9 +455,8 @@ def fit(
     if warning is not None:
         warn(warning)
     fitted = fit_model(ds, config, progress=stage)
-    for design in fitted.designs.values():
-        for text in design.resampled:
-            warn(f"{design.design}: {text}")
+    for text in fitted.resampled():
+        warn(text)
     if fitted.data.final_only:
         note("every run was evaluated once (a final-only ladder): step 2 was fitted on the runs' final points")
     if fitted.data.single_length:

@@ -149,6 +149,20 @@ def test_a_chain_is_stuck_only_when_its_step_size_collapsed(loaded_fit):
             assert stuck_chains(np.append(step, step.min() / 100)) == [len(step)]
 
 
+def test_fit_says_which_blocks_it_sampled_again_in_the_nested_backtest_too(olmo_ladder_nc, tmp_path, monkeypatch):
+    """Every block's chain 0 taken as stuck: the nested backtest's fit and the full one are each sampled once more,
+    and fit says so for both (the nested one used to resample silently); the fit file keeps it."""
+    monkeypatch.setattr("bayesladder.bayes.fit.stuck_chains", lambda step_sizes: [0])
+    out = tmp_path / "fit.nc"
+    args = ("--data", olmo_ladder_nc, "--ladder", "paper", "--tasks", "piqa", "--designs", "single-step", *TINY)
+    result = invoke("fit", *args, "-o", out)
+    assert result.exit_code in (0, 2), (result.output, result.exception)  # a tiny fit may fail its diagnostics
+    warned = [line for line in result.stderr.splitlines() if "got stuck in warmup" in line]
+    assert [line.split(":")[1] for line in warned] == [" nested backtest, single-step", " single-step"]
+    assert all("the direct block's chain(s) 0" in line and "(seed 10000)" in line for line in warned)
+    assert LadderFit.load(out).resampled() == [line.removeprefix("warning: ") for line in warned]
+
+
 def test_loaded_fit_round_trips_its_config(fit_file, loaded_fit):
     config = loaded_fit.config
     assert config.tasks == tuple(TASKS)

@@ -189,6 +189,15 @@ class LadderFit:
         """The designs fitted on the full ladder, in the config's order."""
         return {d: DesignFit(d, self.tree[d]) for d in self.config.designs if d in self.tree.children}
 
+    def resampled(self) -> list[str]:
+        """What was sampled again because a chain got stuck (:func:`sample_block`), in the nested backtest's fits and
+        the full ones: one '<where>: <what>' sentence per block (empty for most fits)."""
+        nested = self.calibration.scores
+        rows = nested.to_dict(orient="records") if "resampled" in nested else []
+        return [f"nested backtest, {row['design']}: {text}" for row in rows for text in row["resampled"]] + [
+            f"{name}: {text}" for name, design in self.designs.items() for text in design.resampled
+        ]
+
     @property
     def primary(self) -> DesignFit:
         """The design whose curves the report draws: two-step when fitted (it has both steps), else the first."""

@@ -65,7 +65,8 @@ class Calibration:
     split: NestedSplit | None
     weights: dict[str, float]
     kappa: dict[str, float]
-    scores: pd.DataFrame  # per design: log score, MAE, 90% coverage; its nested fit's max R-hat, min ESS, divergences
+    scores: pd.DataFrame  # per design: log score, MAE, 90% coverage; its nested fit's max R-hat, min ESS, divergences,
+    # the blocks it sampled again (fit.sample_block)
 
     def record(self) -> dict:
         return {
@@ -134,7 +135,7 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
         rows.append(
             dict(design=design, kappa=kappa, kappa_gain=gain, log_score=float(np.log(densities[design]).sum()),
                  **_point_scores(parts, actual, distance, kappa), max_rhat=check["max_rhat"],
-                 worst_rhat_parameter=check["worst_rhat_parameter"], min_ess=min(check["min_ess_bulk"], check["min_ess_tail"]), divergences=check["divergences"])
+                 worst_rhat_parameter=check["worst_rhat_parameter"], resampled=nested.resampled, min_ess=min(check["min_ess_bulk"], check["min_ess_tail"]), divergences=check["divergences"])
         )  # fmt: skip
     weights = stacking_weights(np.column_stack([densities[d].ravel() for d in designs]), units=len(split.held_out))
     weights = {d: float(w) for d, w in zip(designs, weights)}
