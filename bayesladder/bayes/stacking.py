@@ -135,7 +135,9 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
         rows.append(
             dict(design=design, kappa=kappa, kappa_gain=gain, log_score=float(np.log(densities[design]).sum()),
                  **_point_scores(parts, actual, distance, kappa), max_rhat=check["max_rhat"],
-                 worst_rhat_parameter=check["worst_rhat_parameter"], resampled=nested.resampled, min_ess=min(check["min_ess_bulk"], check["min_ess_tail"]), divergences=check["divergences"])
+                 worst_rhat_parameter=check["worst_rhat_parameter"],
+                 min_ess=min(check["min_ess_bulk"], check["min_ess_tail"]), divergences=check["divergences"],
+                 resampled=nested.resampled)
         )  # fmt: skip
     weights = stacking_weights(np.column_stack([densities[d].ravel() for d in designs]), units=len(split.held_out))
     weights = {d: float(w) for d, w in zip(designs, weights)}
