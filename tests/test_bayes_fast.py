@@ -19,7 +19,7 @@ from cli_helpers import FIT_TASKS, TINY, assert_clean_error, invoke
 import bayesladder
 from bayesladder import schema
 from bayesladder.bayes import diagnostics
-from bayesladder.bayes.fit import FitConfig, LadderFit, stuck_chains
+from bayesladder.bayes.fit import DesignFit, FitConfig, LadderFit, stuck_chains
 from bayesladder.bayes.predict import crps, predictive_draws, summarise
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import PRESETS, actual_final
@@ -377,6 +377,15 @@ def test_a_failed_r_hat_names_the_parameter_to_look_at(loaded_fit):
     assert failure.endswith(f"({design}: {name}[{task}])")
     rhat = az.rhat(loaded_fit.designs[design].posterior[[name]])[name].sel(task=task)
     assert float(rhat) == pytest.approx(strict.max_rhat)
+
+
+def test_a_fit_of_one_chain_has_no_r_hat_and_names_no_parameter(loaded_fit):
+    """compare and backtest --subsets refit with one chain: R-hat is undefined there, and naming a parameter for it
+    crashed them ('All-NaN slice')."""
+    design = loaded_fit.designs["two-step"]
+    one_chain = DesignFit("two-step", design.tree.isel(chain=[0], missing_dims="ignore"))
+    checked = diagnostics.convergence(one_chain)
+    assert math.isnan(checked["max_rhat"]) and checked["worst_rhat_parameter"] == ""
 
 
 # --- backtest ----------------------------------------------------------------------------------------

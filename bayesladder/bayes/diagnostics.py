@@ -81,11 +81,12 @@ def convergence(design) -> dict:
         warnings.simplefilter("ignore", RuntimeWarning)
         rhats = az.rhat(posterior[names])
         rhat = _max(rhats)
+        worst = _argmax_label(rhats)
         ess_bulk = _min(az.ess(posterior[names], method="bulk"))
         ess_tail = _min(az.ess(posterior[names], method="tail"))
     return dict(
         max_rhat=rhat,
-        worst_rhat_parameter=f"{design.design}: {_argmax_label(rhats)}",
+        worst_rhat_parameter=f"{design.design}: {worst}" if worst else "",
         min_ess_bulk=ess_bulk,
         min_ess_tail=ess_tail,
         divergences=int(stats["diverging"].sum()),
@@ -245,8 +246,12 @@ def _coverage90(replicated: np.ndarray, observed: np.ndarray) -> float:
 
 
 def _argmax_label(ds: xr.Dataset) -> str:
-    """The entry of ``ds`` (one value per parameter entry) with the largest value, e.g. 'log_k[boolq]'."""
-    name = max(ds.data_vars, key=lambda v: np.nanmax(ds[v].values))
+    """The entry of ``ds`` (one value per parameter entry) with the largest value, e.g. 'log_k[boolq]'; '' when no
+    entry has a value (R-hat of a single chain)."""
+    finite = [v for v in ds.data_vars if np.isfinite(ds[v].values).any()]
+    if not finite:
+        return ""
+    name = max(finite, key=lambda v: np.nanmax(ds[v].values))
     values = ds[name]
     if values.ndim == 0:
         return str(name)
