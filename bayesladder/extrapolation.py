@@ -41,6 +41,16 @@ class Extent:
     def largest_d(self) -> float:
         return max(self.tokens)
 
+    @property
+    def one_n(self) -> bool:
+        """Every run has the same N: a ladder of one size."""
+        return holds_fixed(np.log(self.n_params))
+
+    @property
+    def one_d(self) -> bool:
+        """Every run was trained to the same D: the ladder says nothing about how loss falls with D."""
+        return holds_fixed(np.log(self.tokens))
+
 
 @dataclass(frozen=True)
 class Extrapolation:
@@ -85,7 +95,7 @@ class Extrapolation:
 
 def beyond(extent: Extent, n_params: float, tokens: float) -> Extrapolation:
     """The target (``n_params``, ``tokens``) against the runs of a fit's ladder."""
-    off_one_d = holds_fixed(np.log(extent.tokens)) and not holds_fixed(np.log([extent.largest_d, tokens]))
+    off_one_d = extent.one_d and not holds_fixed(np.log([extent.largest_d, tokens]))
     return Extrapolation(n_params / extent.largest_n, tokens / extent.largest_d, off_one_d)
 
 

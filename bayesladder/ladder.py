@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesladder.errors import BayesLadderError
-from bayesladder.extrapolation import Extent, holds_fixed
+from bayesladder.extrapolation import Extent
 from bayesladder.targets import KNOWN_TARGETS, Target
 
 FINAL_CHECKPOINTS = 5
@@ -96,11 +96,11 @@ def extent(ds: xr.Dataset, runs: list[str]) -> Extent:
 def check_sizes(ds: xr.Dataset, runs: list[str]) -> None:
     """A scaling law in N needs runs of at least two N: a ladder of one size is refused (its fit of how loss falls
     with N would be the priors' or arbitrary; OLMo's 1B alone, 5 lengths: 4 divergent transitions)."""
-    n_params = extent(ds, runs).n_params
-    if holds_fixed(np.log(n_params)):
+    ladder = extent(ds, runs)
+    if ladder.one_n:
         sizes = ", ".join(dict.fromkeys(str(ds["size"].sel(run=r).values) for r in runs))
         raise BayesLadderError(
-            f"the ladder's runs are all of one size ({sizes}, N = {n_params[0]:.3g}): a scaling law needs at least 2 "
+            f"the ladder's runs are all of one size ({sizes}, N = {ladder.n_params[0]:.3g}): a scaling law needs at least 2 "
             "sizes to say how loss and accuracy change with N; select more with --sizes"
         )
 

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from bayesladder.extrapolation import holds_fixed
-
 
 @dataclass(frozen=True)
 class Target:
@@ -49,6 +45,6 @@ def default_targets(ds, fitted) -> list[Target]:
     if chosen:
         return [resolve_target(ds, name, None, None) for name in chosen]
     extent = fitted.extent()
-    if holds_fixed(np.log(extent.tokens)):
+    if extent.one_d:
         return [Target.at(t.n_params, extent.largest_d) for t in KNOWN_TARGETS.values()]
     return list(KNOWN_TARGETS.values())

@@ -219,7 +219,8 @@ def nested(ds: xr.Dataset, config: FitConfig, progress=None) -> tuple[pd.DataFra
         fitted = fit(ds, sub)
         table = score(fitted, ds, held_runs, seed=config.seed)
         index = 0 if axis == "size" else 1
-        largest = (fitted.extent().largest_n, fitted.extent().largest_d)[index]
+        ladder = fitted.extent()
+        largest = ladder.largest_n if axis == "size" else ladder.largest_d
         distance = [float(np.log(_n_and_d(ds, r)[index] / largest)) for r in table["run"]]
         held_out = ",".join(held)
         rows.append(

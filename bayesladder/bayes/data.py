@@ -65,7 +65,8 @@ class ModelData:
 
     @property
     def single_length(self) -> bool:
-        return one_length(self.s1_y)
+        """Every run trained to the same D (``Extent.one_d``): step 1 has no D term."""
+        return holds_fixed(self.s1_y)
 
     @property
     def size_design(self) -> np.ndarray:
@@ -199,17 +200,12 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str], need_loss: bool =
     )
 
 
-def one_length(log_tokens) -> bool:
-    """Every run trained to the same D: the ladder says nothing about how loss falls with D."""
-    return holds_fixed(log_tokens)
-
-
 def step1_design(ds: xr.Dataset, runs: list[str]) -> tuple[int, int]:
     """(runs, free parameters of step 1's curve per task) of a ladder of ``runs``. With no more runs than
     parameters the curve passes through every run and its run noise cannot be told from it: the sampler meets the
     funnel where that noise goes to 0 (OLMo's 190M and 370M at 1xC and 2xC: 5, 1 and 7 divergent transitions at
     seeds 0, 1 and 2)."""
-    return len(runs), curves.power_law_parameters(one_length(np.log(extent(ds, runs).tokens)))
+    return len(runs), curves.power_law_parameters(extent(ds, runs).one_d)
 
 
 def step2_blocks(count: int) -> np.ndarray:
