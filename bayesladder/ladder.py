@@ -100,8 +100,9 @@ def check_sizes(ds: xr.Dataset, runs: list[str]) -> None:
     if ladder.one_n:
         sizes = ", ".join(dict.fromkeys(str(ds["size"].sel(run=r).values) for r in runs))
         raise BayesLadderError(
-            f"the ladder's runs are all of one size ({sizes}, N = {ladder.n_params[0]:.3g}): a scaling law needs at least 2 "
-            "sizes to say how loss and accuracy change with N; select more with --sizes"
+            f"the ladder's runs in {ds.encoding.get('source', 'the dataset')} are all of one size ({sizes}, N = "
+            f"{ladder.n_params[0]:.3g}): a scaling law needs at least 2 sizes to say how loss and accuracy change "
+            "with N; select more with --sizes"
         )
 
 

@@ -140,7 +140,7 @@ def test_shipped_micro_ladder_is_a_meaningful_default():
 def test_fit_refuses_a_ladder_of_one_size_before_sampling(olmo_ladder_nc, tmp_path):
     """OLMo's 1B at its five lengths: how loss falls with N would be the priors' (sampled, 4 divergences)."""
     result = invoke("fit", "--data", olmo_ladder_nc, "--sizes", "1B", "--tasks", "mmlu", "-o", tmp_path / "fit.nc")
-    assert_clean_error(result, "all of one size (1B, N = 1.28e+09)", "at least 2 sizes", "--sizes")
+    assert_clean_error(result, "in ", "ladder.nc are all of one size (1B, N = 1.28e+09)", "at least 2 sizes", "--sizes")
     assert not (tmp_path / "fit.nc").exists()
 
 
