@@ -315,9 +315,11 @@ def describe_calibration(fitted) -> str:
     if calibration.split is None:
         return f"designs mixed in equal parts: {parts} ({NO_SPLIT})"
     split = calibration.split
+    left_out = calibration.left_out()
     return (
-        f"designs stacked by the nested backtest (sizes {', '.join(split.fitted)} -> {', '.join(split.held_out)}): "
-        f"{parts}; kappa = added logit SD per e-fold of N beyond the ladder"
+        f"designs stacked by the nested backtest (sizes {', '.join(split.fitted)} -> {', '.join(split.held_out)}"
+        + (f"; without {', '.join(left_out)}, whose nested fits failed their checks" if left_out else "")
+        + f"): {parts}; kappa = added logit SD per e-fold of N beyond the ladder"
     )
 
 
@@ -455,7 +457,7 @@ def fit(
     if warning is not None:
         warn(warning)
     fitted = fit_model(ds, config, progress=stage)
-    for text in fitted.resampled():
+    for text in fitted.sampling_notes():
         warn(text)
     if fitted.data.final_only:
         note("every run was evaluated once (a final-only ladder): step 2 was fitted on the runs' final points")
@@ -610,6 +612,8 @@ def diagnose(
 
         check_folder(plots)
     fitted = LadderFit.load(fit_file)
+    for text in fitted.sampling_notes():
+        warn(text)
     stage("computing the diagnostics (R-hat, ESS, divergences, E-BFMI, tree depth, PSIS-LOO, PPC)")
     checked = _diagnose(fitted, thresholds)
     if plots is not None:

@@ -79,9 +79,9 @@ def backtest(name: str, seed: int, folder: Path) -> pd.DataFrame:
     print(f"  {name} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
     # as it comes, so that an interrupted run still shows what it measured (fractions; the final table: points)
     print(
-        ranking[["design", "mae", "bias", "coverage", "n", "mean_width", "max_rhat", "divergences"]].to_string(
-            index=False, float_format="{:.4f}".format
-        ),
+        ranking[
+            ["design", "mae", "bias", "coverage", "n", "mean_width", "max_rhat", "divergences", "refit_ok"]
+        ].to_string(index=False, float_format="{:.4f}".format),
         flush=True,
     )
     return ranking.assign(backtest=name, seed=seed)
@@ -100,8 +100,10 @@ def main() -> None:
     table["covered"] = [f"{round(c * n)}/{n}" for c, n in zip(table["coverage"], table["n"])]
     for column in ("mae", "bias", "mean_width", "mean_crps"):
         table[column] = 100 * table[column]  # accuracy points
+    table["max_rhat"] = table["max_rhat"].map("{:.3f}".format)  # 1.012 fails R-hat <= 1.01: not to be rounded away
+    table["refit"] = table["refit_ok"].map({True: "pass", False: "FAIL"}).fillna("")  # its diagnostics, nested incl.
     shown = table[["backtest", "seed", "design", "mae", "bias", "covered", "mean_width", "mean_crps", "max_rhat",
-                   "divergences", "fit_seconds", "mae_ratio"]]  # fmt: skip
+                   "divergences", "refit", "fit_seconds", "mae_ratio"]]  # fmt: skip
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.2f}".format):
         print(shown.to_string(index=False))
         print("\ntargets:")

@@ -163,6 +163,43 @@ def test_fit_says_which_blocks_it_sampled_again_in_the_nested_backtest_too(olmo_
     assert LadderFit.load(out).resampled() == [line.removeprefix("warning: ") for line in warned]
 
 
+def test_the_failing_tasks_are_those_whose_own_parameters_fail(loaded_fit):
+    """The tiny fit's draws: no task fails a lenient rule, every task (in the fit's order) an impossible ESS."""
+    design = loaded_fit.primary
+    assert diagnostics.failing_tasks(design, diagnostics.Thresholds(max_rhat=100.0, min_ess=0.0)) == ()
+    assert diagnostics.failing_tasks(design, diagnostics.Thresholds(min_ess=1e9)) == tuple(TASKS)
+
+
+def test_a_task_that_fails_the_nested_fit_is_left_out_of_the_calibration(olmo_ladder_nc, tmp_path, monkeypatch):
+    """A nested fit whose checks fail on one task's parameters is fitted again without it; passing, it sets the
+    weights and kappa from the other task, and fit, diagnose and the fit file say so. (The checks are forced: any
+    fit with piqa fails on piqa, any without it passes.)"""
+    real = diagnostics.convergence
+    monkeypatch.setattr(diagnostics, "convergence", lambda design: {**real(design), "tasks": design.data.tasks})
+    monkeypatch.setattr(
+        diagnostics,
+        "sampler_failures",
+        lambda check, _: ["R-hat 1.050 > 1.01"] if "piqa" in check.get("tasks", ()) else [],
+    )
+    monkeypatch.setattr(diagnostics, "failing_tasks", lambda design, _: ("piqa",))
+    out = tmp_path / "fit.nc"
+    args = ("--data", olmo_ladder_nc, "--ladder", "paper", "--tasks", "hellaswag,piqa", "--designs", "single-step")
+    result = invoke("fit", *args, *TINY, "-o", out)
+    assert result.exit_code in (0, 2), (result.output, result.exception)  # the full fit's own checks are real
+    notes = LadderFit.load(out).sampling_notes()
+    assert notes == [
+        "nested backtest, single-step: fitted with piqa it failed its checks (R-hat 1.050 > 1.01) and passed without, "
+        "so the stacking weights and kappa leave it out (the full ladder's fit keeps every task): a task the lower "
+        "sizes cannot pin down (at its floor there, say)"
+    ]
+    assert f"warning: {notes[0]}" in result.stderr.splitlines()
+    assert "190M, 370M -> 760M, 1B; without piqa, whose nested fits failed their checks)" in result.stderr
+    scores = LadderFit.load(out).calibration.scores.iloc[0]
+    assert scores["n"] == 8 and scores["left_out"] == ["piqa"]  # hellaswag's final accuracy at the 8 held-out runs
+    assert LadderFit.load(out).config.tasks == ("hellaswag", "piqa")
+    assert f"warning: {notes[0]}" in invoke("diagnose", "--fit", out).stderr.splitlines()
+
+
 def test_loaded_fit_round_trips_its_config(fit_file, loaded_fit):
     config = loaded_fit.config
     assert config.tasks == tuple(TASKS)

@@ -76,7 +76,7 @@ def convergence(design) -> dict:
     import arviz as az
 
     posterior, stats = design.posterior, design.sample_stats
-    names = [v for v in posterior.data_vars if v not in SKIPPED and float(posterior[v].std()) > 0]
+    names = _checked(posterior)
     with warnings.catch_warnings():  # constant entries (e.g. a ladder of 2 sizes has no size residuals)
         warnings.simplefilter("ignore", RuntimeWarning)
         rhats = az.rhat(posterior[names])
@@ -94,6 +94,47 @@ def convergence(design) -> dict:
         tree_depth_saturated=int(stats["maxdepth_reached"].sum()),
         mean_tree_depth=float(stats["depth"].mean()),
     )
+
+
+def _checked(posterior: xr.Dataset) -> list[str]:
+    """The parameters whose convergence is checked: every sampled or derived one that varies."""
+    return [v for v in posterior.data_vars if v not in SKIPPED and float(posterior[v].std()) > 0]
+
+
+def sampler_failures(check: dict, thresholds: Thresholds) -> list[str]:
+    """What fails in a :func:`convergence` record under the R-hat, ESS and divergence rules: one phrase each,
+    e.g. 'R-hat 1.043 > 1.01 (two-step: log_k[boolq])'; empty when it passes them."""
+    failures = []
+    rhat, ess = check["max_rhat"], min(check["min_ess_bulk"], check["min_ess_tail"])
+    if not rhat <= thresholds.max_rhat:
+        failures.append(f"R-hat {rhat:.3f} > {thresholds.max_rhat}{_at(check['worst_rhat_parameter'])}")
+    if not ess >= thresholds.min_ess:
+        failures.append(f"ESS {ess:.0f} < {thresholds.min_ess:.0f}")
+    if check["divergences"] > thresholds.max_divergences:
+        failures.append(f"{check['divergences']} divergent transitions")
+    return failures
+
+
+def failing_tasks(design, thresholds: Thresholds) -> tuple[str, ...]:
+    """The tasks of a fitted design (a ``DesignFit``) whose own parameters fail the R-hat or ESS rule, in the
+    design's task order: where a failed fit's trouble lies when a task the fitted sizes cannot pin down causes it
+    (OLMo's boolq, flat at its floor on 190M-760M, leaves its step-2 floor and steepness free)."""
+    import arviz as az
+
+    posterior = design.posterior
+    names = [v for v in _checked(posterior) if "task" in posterior[v].dims]
+    if not names:
+        return ()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat = az.rhat(posterior[names])
+        bulk, tail = (az.ess(posterior[names], method=method) for method in ("bulk", "tail"))
+    failing = set()
+    for name in names:
+        bad = (rhat[name] > thresholds.max_rhat) | (bulk[name] < thresholds.min_ess) | (tail[name] < thresholds.min_ess)
+        per_task = bad.any([dim for dim in bad.dims if dim != "task"])
+        failing |= {str(task) for task in per_task["task"].values[per_task.values]}
+    return tuple(task for task in design.data.tasks if task in failing)
 
 
 def diagnose(fit: LadderFit, thresholds: Thresholds | None = None) -> Diagnostics:
@@ -130,24 +171,16 @@ def diagnose(fit: LadderFit, thresholds: Thresholds | None = None) -> Diagnostic
         nested_divergences=int(nested["divergences"].sum()) if has_nested else 0,
         nested_worst_rhat_parameter=_worst_nested(nested) if has_nested else "",
     )
-    failures = []
-    rhat, ess = worst["max_rhat"], min(worst["min_ess_bulk"], worst["min_ess_tail"])
-    if not rhat <= thresholds.max_rhat:
-        failures.append(f"R-hat {rhat:.3f} > {thresholds.max_rhat}{_at(worst['worst_rhat_parameter'])}")
-    if not ess >= thresholds.min_ess:
-        failures.append(f"ESS {ess:.0f} < {thresholds.min_ess:.0f}")
-    if worst["divergences"] > thresholds.max_divergences:
-        failures.append(f"{worst['divergences']} divergent transitions")
+    failures = sampler_failures(worst, thresholds)
     if has_nested:
-        if not nested_checks["nested_max_rhat"] <= thresholds.max_rhat:
-            failures.append(
-                f"nested backtest: R-hat {nested_checks['nested_max_rhat']:.3f} > {thresholds.max_rhat}"
-                + _at(nested_checks["nested_worst_rhat_parameter"])
-            )
-        if not nested_checks["nested_min_ess"] >= thresholds.min_ess:
-            failures.append(f"nested backtest: ESS {nested_checks['nested_min_ess']:.0f} < {thresholds.min_ess:.0f}")
-        if nested_checks["nested_divergences"] > thresholds.max_divergences:
-            failures.append(f"nested backtest: {nested_checks['nested_divergences']} divergent transitions")
+        nested_worst = dict(
+            max_rhat=nested_checks["nested_max_rhat"],
+            worst_rhat_parameter=nested_checks["nested_worst_rhat_parameter"],
+            min_ess_bulk=nested_checks["nested_min_ess"],
+            min_ess_tail=nested_checks["nested_min_ess"],
+            divergences=nested_checks["nested_divergences"],
+        )
+        failures += [f"nested backtest: {failure}" for failure in sampler_failures(nested_worst, thresholds)]
     if not worst["min_bfmi"] >= thresholds.min_bfmi:
         failures.append(f"E-BFMI {worst['min_bfmi']:.2f} < {thresholds.min_bfmi}")
     if worst["tree_depth_saturated"]:

@@ -198,6 +198,11 @@ class LadderFit:
             f"{name}: {text}" for name, design in self.designs.items() for text in design.resampled
         ]
 
+    def sampling_notes(self) -> list[str]:
+        """What the fit did beyond sampling each model once: the blocks it sampled again (:meth:`resampled`) and the
+        tasks its nested backtest left out (``Calibration.left_out_notes``)."""
+        return self.resampled() + self.calibration.left_out_notes()
+
     @property
     def primary(self) -> DesignFit:
         """The design whose curves the report draws: two-step when fitted (it has both steps), else the first."""

@@ -18,7 +18,7 @@ observed losses that already carry it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -125,6 +125,10 @@ class Components:
     mean: np.ndarray
     slope: np.ndarray
     measurement_sd: np.ndarray
+
+    def select(self, tasks: list[int]) -> Components:
+        """The same components for the tasks at these column indices."""
+        return Components(*(getattr(self, f.name)[:, tasks] for f in fields(self)))
 
     def sample(self, rng, shift_sd: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """(loss, accuracy) draws: the mean, shifted by N(0, shift_sd) on the logit scale, then measured."""

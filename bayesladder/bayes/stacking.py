@@ -22,6 +22,12 @@ to two e-folds of N that the ladder can check. On those held-out values:
 
 The log score of a held-out value uses each posterior draw's mean accuracy and its measurement SD widened by the
 discrepancy (``predict.Components``): mean over draws of Normal densities.
+
+A nested fit that fails its sampler checks (R-hat, ESS, divergences) where some tasks' own parameters fail is fitted
+again without those tasks; if that fit passes, the tasks are left out of every design's scores (the weights and
+kappa come from the other tasks; the full ladder's fit still fits and predicts them), and the fit says so. A task
+the lower sizes cannot pin down does this: OLMo's boolq sits at its floor on 190M-760M, which leaves its step-2
+floor and steepness free (an L-shaped posterior no parameterisation tried sampled well).
 """
 
 from __future__ import annotations
@@ -66,7 +72,24 @@ class Calibration:
     weights: dict[str, float]
     kappa: dict[str, float]
     scores: pd.DataFrame  # per design: log score, MAE, 90% coverage; its nested fit's max R-hat, min ESS, divergences,
-    # the blocks it sampled again (fit.sample_block)
+    # the blocks it sampled again (fit.sample_block), the tasks it left out and why (left_out, left_out_because)
+
+    def left_out(self) -> list[str]:
+        """The tasks left out of the calibration (in the order the designs left them out), each once."""
+        tasks = self.scores["left_out"] if "left_out" in self.scores else []
+        return list(dict.fromkeys(task for listed in tasks for task in listed))
+
+    def left_out_notes(self) -> list[str]:
+        """One sentence per design whose nested fit was fitted again without some tasks (empty for most fits)."""
+        rows = self.scores.to_dict(orient="records") if "left_out" in self.scores else []
+        return [
+            f"nested backtest, {row['design']}: fitted with {', '.join(row['left_out'])} it failed its checks "
+            f"({row['left_out_because']}) and passed without, so the stacking weights and kappa leave "
+            f"{'it' if len(row['left_out']) == 1 else 'them'} out (the full ladder's fit keeps every task): a task "
+            "the lower sizes cannot pin down (at its floor there, say)"
+            for row in rows
+            if row["left_out"]
+        ]
 
     def record(self) -> dict:
         return {
@@ -109,9 +132,6 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
     """Fit every design of ``config`` on the lower sizes, score it on the upper sizes, and derive each design's
     kappa and the stacking weights. A ladder with no nested split gives every design the same weight (the
     weights' prior mean) and kappa 0."""
-    from bayesladder.bayes.diagnostics import convergence
-    from bayesladder.bayes.fit import fit_design
-
     designs = list(config.designs)
     runs = config.check(ds)
     split = nested_split(ds, runs)
@@ -120,29 +140,68 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
         return Calibration(None, weights, {d: 0.0 for d in designs}, pd.DataFrame({"design": designs}))
     nested_config = replace(config, selection=replace(config.selection, sizes=split.fitted))
     held_out = _held_out_runs(ds, runs, split)
-    actual = np.array([[float(actual_final(ds, r).loc[t, "accuracy"]) for t in config.tasks] for r in held_out])
+    nested = {design: _nested_fit(ds, nested_config, design, progress) for design in designs}
+    left_out = {task for fit in nested.values() for task in fit.left_out}
+    tasks = [t for t in config.tasks if t not in left_out]
+    if not tasks:
+        raise BayesLadderError(
+            "the nested backtest's fits passed their checks only without every task between them; fit fewer tasks "
+            "(--tasks) or more sizes"
+        )
+    actual = np.array([[float(actual_final(ds, r).loc[t, "accuracy"]) for t in tasks] for r in held_out])
     densities, rows = {}, []
-    for design in designs:
-        if progress is not None:
-            progress(f"nested backtest: fitting {design} on sizes {', '.join(split.fitted)}")
-        nested = fit_design(ds, nested_config, design)
-        parts = [_components(nested, design, ds, run) for run in held_out]
-        largest = float(nested.data.size_x.max() + nested.data.log_n_ref)
+    for design, fitted in nested.items():
+        columns = [fitted.fit.data.tasks.index(t) for t in tasks]
+        parts = [_components(fitted.fit, design, ds, run).select(columns) for run in held_out]
+        largest = float(fitted.fit.data.size_x.max() + fitted.fit.data.log_n_ref)
         distance = np.array([max(0.0, np.log(resolve_target(ds, r, None, None).n_params) - largest) for r in held_out])
         kappa, gain = discrepancy_scale(parts, actual, distance, units=len(split.held_out))
         densities[design] = _densities(parts, actual, distance, kappa)
-        check = convergence(nested)
+        check = fitted.check
         rows.append(
             dict(design=design, kappa=kappa, kappa_gain=gain, log_score=float(np.log(densities[design]).sum()),
                  **_point_scores(parts, actual, distance, kappa), max_rhat=check["max_rhat"],
                  worst_rhat_parameter=check["worst_rhat_parameter"],
                  min_ess=min(check["min_ess_bulk"], check["min_ess_tail"]), divergences=check["divergences"],
-                 resampled=nested.resampled)
+                 resampled=fitted.fit.resampled, left_out=list(fitted.left_out), left_out_because=fitted.because)
         )  # fmt: skip
     weights = stacking_weights(np.column_stack([densities[d].ravel() for d in designs]), units=len(split.held_out))
     weights = {d: float(w) for d, w in zip(designs, weights)}
     scores = pd.DataFrame.from_records(rows).assign(weight=lambda t: t["design"].map(weights))
     return Calibration(split, weights, {r["design"]: r["kappa"] for r in rows}, scores)
+
+
+@dataclass
+class NestedFit:
+    """One design's nested fit (a ``DesignFit``) and its sampler checks; the tasks it was fitted without and the
+    failures of the fit with them that made it so (see the module docstring)."""
+
+    fit: object
+    check: dict
+    left_out: tuple[str, ...] = ()
+    because: str = ""
+
+
+def _nested_fit(ds: xr.Dataset, config, design: str, progress=None) -> NestedFit:
+    from bayesladder.bayes.diagnostics import Thresholds, convergence, failing_tasks, sampler_failures
+    from bayesladder.bayes.fit import fit_design
+
+    thresholds = Thresholds()
+    if progress is not None:
+        progress(f"nested backtest: fitting {design} on sizes {', '.join(config.selection.sizes)}")
+    fit = fit_design(ds, config, design)
+    check = convergence(fit)
+    failures = sampler_failures(check, thresholds)
+    culprits = failing_tasks(fit, thresholds) if failures else ()
+    if not culprits or len(culprits) == len(config.tasks):
+        return NestedFit(fit, check)
+    if progress is not None:
+        progress(f"nested backtest: fitting {design} again without {', '.join(culprits)} ({'; '.join(failures)})")
+    without = fit_design(ds, replace(config, tasks=tuple(t for t in config.tasks if t not in culprits)), design)
+    check_without = convergence(without)
+    if sampler_failures(check_without, thresholds):
+        return NestedFit(fit, check)  # not these tasks alone: the failure stands, as the first fit showed it
+    return NestedFit(without, check_without, culprits, "; ".join(failures))
 
 
 def _held_out_runs(ds: xr.Dataset, runs: list[str], split: NestedSplit) -> list[str]:

@@ -183,6 +183,9 @@ def designs_section(fitted: LadderFit) -> Section:
         "to the number of held-out sizes, with a Dirichlet(2) prior). Predictions mix the designs' draws "
         "by these weights, each widened by kappa times the e-folds of N beyond the ladder's largest size."
     )
+    notes = calibration.left_out_notes()
+    if notes:
+        text += f" Tasks left out of these scores: {'; '.join(notes)}."
     columns = [c for c in ("design", "weight", "kappa", "kappa_gain", "log_score", "mae", "coverage90", "n",
                            "max_rhat", "divergences") if c in calibration.scores]  # fmt: skip
     return Section("designs", "Designs and extrapolation", text,
