@@ -23,11 +23,12 @@ to two e-folds of N that the ladder can check. On those held-out values:
 The log score of a held-out value uses each posterior draw's mean accuracy and its measurement SD widened by the
 discrepancy (``predict.Components``): mean over draws of Normal densities.
 
-A nested fit that fails its sampler checks (R-hat, ESS, divergences) where some tasks' own parameters fail is fitted
-again without those tasks; if that fit passes, the tasks are left out of every design's scores (the weights and
-kappa come from the other tasks; the full ladder's fit still fits and predicts them), and the fit says so. A task
-the lower sizes cannot pin down does this: OLMo's boolq sits at its floor on 190M-760M, which leaves its step-2
-floor and steepness free (an L-shaped posterior no parameterisation tried sampled well).
+Nested fits that fail their sampler checks (R-hat, ESS, divergences) where some tasks' own parameters fail are
+fitted again without those tasks (a design that only diverges names none; it is refitted without those the others
+name); where that passes, the tasks are left out of every design's scores (the weights and kappa come from the
+other tasks; the full ladder's fit still fits and predicts them), and the fit says so. A task the lower sizes cannot
+pin down does this: OLMo's boolq sits at its floor on 190M-760M, which leaves its step-2 floor and steepness free
+(an L-shaped posterior no parameterisation tried sampled well), and the direct design diverges there too.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
         return Calibration(None, weights, {d: 0.0 for d in designs}, pd.DataFrame({"design": designs}))
     nested_config = replace(config, selection=replace(config.selection, sizes=split.fitted))
     held_out = _held_out_runs(ds, runs, split)
-    nested = {design: _nested_fit(ds, nested_config, design, progress) for design in designs}
+    nested = _nested_fits(ds, nested_config, progress)
     left_out = {task for fit in nested.values() for task in fit.left_out}
     tasks = [t for t in config.tasks if t not in left_out]
     if not tasks:
@@ -182,26 +183,35 @@ class NestedFit:
     because: str = ""
 
 
-def _nested_fit(ds: xr.Dataset, config, design: str, progress=None) -> NestedFit:
+def _nested_fits(ds: xr.Dataset, config, progress=None) -> dict[str, NestedFit]:
+    """Every design's nested fit. Where some fail their sampler checks and name tasks (their own parameters fail),
+    each failed design is fitted again without the tasks any design named (divergences name none: a design that
+    only diverges is refitted without the tasks the others named) and keeps that fit if it passes."""
     from bayesladder.bayes.diagnostics import Thresholds, convergence, failing_tasks, sampler_failures
     from bayesladder.bayes.fit import fit_design
 
     thresholds = Thresholds()
-    if progress is not None:
-        progress(f"nested backtest: fitting {design} on sizes {', '.join(config.selection.sizes)}")
-    fit = fit_design(ds, config, design)
-    check = convergence(fit)
-    failures = sampler_failures(check, thresholds)
-    culprits = failing_tasks(fit, thresholds) if failures else ()
+    fits = {}
+    for design in config.designs:
+        if progress is not None:
+            progress(f"nested backtest: fitting {design} on sizes {', '.join(config.selection.sizes)}")
+        fit = fit_design(ds, config, design)
+        fits[design] = NestedFit(fit, convergence(fit))
+    failures = {d: sampler_failures(f.check, thresholds) for d, f in fits.items()}
+    named = {task for d, f in fits.items() if failures[d] for task in failing_tasks(f.fit, thresholds)}
+    culprits = tuple(t for t in config.tasks if t in named)
     if not culprits or len(culprits) == len(config.tasks):
-        return NestedFit(fit, check)
-    if progress is not None:
-        progress(f"nested backtest: fitting {design} again without {', '.join(culprits)} ({'; '.join(failures)})")
-    without = fit_design(ds, replace(config, tasks=tuple(t for t in config.tasks if t not in culprits)), design)
-    check_without = convergence(without)
-    if sampler_failures(check_without, thresholds):
-        return NestedFit(fit, check)  # not these tasks alone: the failure stands, as the first fit showed it
-    return NestedFit(without, check_without, culprits, "; ".join(failures))
+        return fits
+    without = replace(config, tasks=tuple(t for t in config.tasks if t not in culprits))
+    for design in [d for d in config.designs if failures[d]]:
+        if progress is not None:
+            progress(f"nested backtest: fitting {design} again without {', '.join(culprits)} "
+                     f"({'; '.join(failures[design])})")  # fmt: skip
+        fit = fit_design(ds, without, design)
+        check = convergence(fit)
+        if not sampler_failures(check, thresholds):  # else the failure stands, as the fit with them showed it
+            fits[design] = NestedFit(fit, check, culprits, "; ".join(failures[design]))
+    return fits
 
 
 def _held_out_runs(ds: xr.Dataset, runs: list[str], split: NestedSplit) -> list[str]:
