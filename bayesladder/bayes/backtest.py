@@ -220,7 +220,7 @@ def nested(ds: xr.Dataset, config: FitConfig, progress=None) -> tuple[pd.DataFra
         table = score(fitted, ds, held_runs, seed=config.seed)
         index = 0 if axis == "size" else 1
         ladder = fitted.extent()
-        largest = ladder.largest_n if axis == "size" else ladder.largest_d
+        largest = (ladder.largest_n, ladder.largest_d)[index]
         distance = [float(np.log(_n_and_d(ds, r)[index] / largest)) for r in table["run"]]
         held_out = ",".join(held)
         rows.append(

@@ -73,17 +73,11 @@ class Diagnostics:
 def convergence(design) -> dict:
     """Sampler checks of one fitted design (a ``DesignFit``): max R-hat (and the parameter it belongs to), min bulk
     and tail ESS over every parameter, divergences, min E-BFMI, draws at the maximum tree depth, mean tree depth."""
-    import arviz as az
-
-    posterior, stats = design.posterior, design.sample_stats
-    names = _checked(posterior)
-    with warnings.catch_warnings():  # constant entries (e.g. a ladder of 2 sizes has no size residuals)
+    stats = design.sample_stats
+    rhats, bulk, tail = _rhat_and_ess(design.posterior, _checked(design.posterior))
+    with warnings.catch_warnings():  # all-NaN entries (R-hat of a single chain)
         warnings.simplefilter("ignore", RuntimeWarning)
-        rhats = az.rhat(posterior[names])
-        rhat = _max(rhats)
-        worst = _argmax_label(rhats)
-        ess_bulk = _min(az.ess(posterior[names], method="bulk"))
-        ess_tail = _min(az.ess(posterior[names], method="tail"))
+        rhat, worst, ess_bulk, ess_tail = _max(rhats), _argmax_label(rhats), _min(bulk), _min(tail)
     return dict(
         max_rhat=rhat,
         worst_rhat_parameter=f"{design.design}: {worst}" if worst else "",
@@ -99,6 +93,19 @@ def convergence(design) -> dict:
 def _checked(posterior: xr.Dataset) -> list[str]:
     """The parameters whose convergence is checked: every sampled or derived one that varies."""
     return [v for v in posterior.data_vars if v not in SKIPPED and float(posterior[v].std()) > 0]
+
+
+def _rhat_and_ess(posterior: xr.Dataset, names: list[str]) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset]:
+    """R-hat, bulk ESS and tail ESS of every entry of the named parameters."""
+    import arviz as az
+
+    with warnings.catch_warnings():  # constant entries (e.g. a ladder of 2 sizes has no size residuals)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return (
+            az.rhat(posterior[names]),
+            az.ess(posterior[names], method="bulk"),
+            az.ess(posterior[names], method="tail"),
+        )
 
 
 def sampler_failures(check: dict, thresholds: Thresholds) -> list[str]:
@@ -119,16 +126,11 @@ def failing_tasks(design, thresholds: Thresholds) -> tuple[str, ...]:
     """The tasks of a fitted design (a ``DesignFit``) whose own parameters fail the R-hat or ESS rule, in the
     design's task order: where a failed fit's trouble lies when a task the fitted sizes cannot pin down causes it
     (OLMo's boolq, flat at its floor on 190M-760M, leaves its step-2 floor and steepness free)."""
-    import arviz as az
-
     posterior = design.posterior
     names = [v for v in _checked(posterior) if "task" in posterior[v].dims]
     if not names:
         return ()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        rhat = az.rhat(posterior[names])
-        bulk, tail = (az.ess(posterior[names], method=method) for method in ("bulk", "tail"))
+    rhat, bulk, tail = _rhat_and_ess(posterior, names)
     failing = set()
     for name in names:
         bad = (rhat[name] > thresholds.max_rhat) | (bulk[name] < thresholds.min_ess) | (tail[name] < thresholds.min_ess)
