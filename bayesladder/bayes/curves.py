@@ -173,14 +173,34 @@ def new_size_shift(x, absorbed, size_scale, trend_offset=None, trend_sd=None):
     interval of a linear regression, it widens with the leverage of x, the more the farther x lies beyond the
     ladder. Without this term a fit on 2 sizes was sure of a trend that one size's residual had set.
     """
-    x = np.asarray(x, dtype=float)
-    row = np.array([1.0, x]) if absorbed.shape[0] > 1 else np.array([1.0])
-    variance = size_scale**2
-    leverage = row @ absorbed @ row
+    variance = new_sizes_covariance(np.atleast_1d(x), absorbed, size_scale, trend_sd)[..., 0, 0]
     if trend_offset is None:
-        return np.zeros(np.shape(variance)), variance * (1.0 + leverage)
-    covariance = variance * (row @ absorbed[:, 1]) if absorbed.shape[0] > 1 else 0.0 * variance
-    return -covariance / trend_sd**2 * trend_offset, variance * (1.0 + leverage) - covariance**2 / trend_sd**2
+        return np.zeros(np.shape(variance)), variance
+    return -(size_scale**2) * _along_trend(np.atleast_1d(x), absorbed)[0] / trend_sd**2 * trend_offset, variance
+
+
+def new_sizes_covariance(xs, absorbed, size_scale, trend_sd=None):
+    """Covariance of the shifts of distinct sizes outside the ladder at ``xs`` (K,), per posterior draw: (..., K, K)
+    for ``size_scale`` (...). Each has its fresh residual; all share minus the part c0 + c1 x that the fitted level
+    and trend absorbed (:func:`new_size_shift`), so one new size's shift tells of another's, the more the nearer."""
+    xs = np.asarray(xs, dtype=float)
+    rows = _rows(xs, absorbed)
+    variance = np.asarray(size_scale, dtype=float)[..., None, None] ** 2
+    covariance = variance * (np.eye(len(xs)) + rows @ absorbed @ rows.T)
+    if trend_sd is None:
+        return covariance
+    along = _along_trend(xs, absorbed)
+    return covariance - variance**2 * np.outer(along, along) / np.asarray(trend_sd, dtype=float)[..., None, None] ** 2
+
+
+def _rows(xs: np.ndarray, absorbed: np.ndarray) -> np.ndarray:
+    """(K, 1 or 2) rows of the level (and the trend in x) at ``xs``."""
+    return np.stack([np.ones_like(xs), xs], axis=-1) if absorbed.shape[0] > 1 else np.ones((len(xs), 1))
+
+
+def _along_trend(xs: np.ndarray, absorbed: np.ndarray) -> np.ndarray:
+    """(K,) per unit residual variance, the covariance of the absorbed part at each x with the fitted trend's c1."""
+    return _rows(xs, absorbed) @ absorbed[:, 1] if absorbed.shape[0] > 1 else np.zeros(len(xs))
 
 
 def sigmoid_accuracy(argument, floor_, ops: Ops):

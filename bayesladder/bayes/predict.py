@@ -104,6 +104,14 @@ def new_size_shift(draws: Draws, data: ModelData, x: float) -> tuple[np.ndarray,
     return curves.new_size_shift(x, data.absorbed_covariance, scale, offset, draws["trend_sd"])
 
 
+def new_sizes_covariance(draws: Draws, data: ModelData, xs) -> np.ndarray:
+    """(samples, tasks, K, K) covariance of the own shifts of K distinct sizes outside the ladder at ``xs``
+    (``curves.new_sizes_covariance``; the diagonal is :func:`new_size_shift`'s variance)."""
+    scale = np.broadcast_to(draws["acc_size_scale"], (draws.count, len(data.tasks)))
+    trend_sd = draws["trend_sd"] if "trend" in draws else None
+    return curves.new_sizes_covariance(xs, data.absorbed_covariance, scale, trend_sd)
+
+
 def accuracy_shift(draws: Draws, data: ModelData, x: float, size: int | None, rng) -> np.ndarray:
     """A size's step-2 shift: trend x ln N (two-step designs) plus its residual (a ladder size's own, else fresh)."""
     if size is not None:

@@ -14,7 +14,10 @@ effects are latent and integrated out per draw: its loss effect exactly (the gro
 shift by a Laplace approximation (Gauss-Newton about the mode). For a ladder size both are its posterior's.
 
 **Target.** Under each draw the target's accuracy is, linearised in its size effects and the discrepancy, normal:
-mean at the effects' mean (a fresh size: 0; the size of a planned rung: their posterior given its outcome), variance
+mean at the effects' mean (a fresh size: given the planned new sizes' outcomes, whose shifts share with the target's
+the part of the residuals that the fitted level and trend absorbed, ``curves.new_sizes_covariance``, so that a new
+size near the target narrows it as a new point narrows a regression's prediction; the size of a planned rung: their
+posterior given its outcome), variance
 = slope^2 x (size effects' variance + (kappa x distance)^2) + the measurement variance of a final value. The 90%
 interval is that of the weighted mixture over draws and designs; its width, averaged over tasks and outcomes, is the
 expected width after the rungs. The variance splits into four terms that say what a rung narrows: the curves'
@@ -25,10 +28,10 @@ Approximations (checked against refits on simulated outcomes in ``benchmarks/ben
 * each task's weights use that task's observations alone: what the other tasks' outcomes would say about the
   hyperparameters the tasks share (trend_mu, log_k_mu, loss_size_scale, acc_size_scale) is left out;
 * the stacking weights and kappa stay as the nested backtest set them (only the distance kappa multiplies shrinks as
-  rungs approach the target), and so do the data's scales (N_ref, D_ref, loss_scale, step-2 centre and spread) and
-  the ladder's residual basis (a new size's shift is a normal of its own, as ``bayes.predict`` draws it: the part
-  of it that the fitted trend absorbed is drawn for each new size apart, so a planned size teaches nothing of it
-  for the target beyond what it teaches of the trend's draws);
+  rungs approach the target), and so do the data's scales (N_ref, D_ref, loss_scale, step-2 centre and spread);
+* each planned new size's outcomes are simulated, and weigh the draws, with its own shift's marginal (as
+  ``bayes.predict`` draws a new size); the covariance of the planned sizes' shifts acts only in the target's
+  conditional shift;
 * importance weights degenerate when an outcome says much more than the posterior is wide; the effective sample
   size is reported with every evaluation.
 """
@@ -43,7 +46,14 @@ from scipy.special import logsumexp, ndtr
 
 from bayesladder.bayes import curves
 from bayesladder.bayes.data import ModelData, step2_blocks
-from bayesladder.bayes.predict import INTERVALS, QUANTILES, Draws, new_size_shift, relative_curve
+from bayesladder.bayes.predict import (
+    INTERVALS,
+    QUANTILES,
+    Draws,
+    new_size_shift,
+    new_sizes_covariance,
+    relative_curve,
+)
 from bayesladder.ladder import step2_kept
 from bayesladder.targets import Target
 
@@ -167,6 +177,10 @@ class DesignDraws:
     def new_size_shift(self, x: float) -> tuple[np.ndarray, np.ndarray]:
         """(S, T) mean and variance of the step-2 shift of a size outside the ladder at x (``predict``'s)."""
         return new_size_shift(self.draws, self.data, x)
+
+    def new_sizes_covariance(self, xs: np.ndarray) -> np.ndarray:
+        """(S, T, K, K) covariance of the own shifts of K distinct sizes outside the ladder (``predict``'s)."""
+        return new_sizes_covariance(self.draws, self.data, xs)
 
     def size_var(self) -> np.ndarray:
         """(S,) variance of a size's loss effect (0 on a ladder without reruns, whose model has none)."""
@@ -390,8 +404,8 @@ class Preposterior:
         y_t = float(np.log(target.tokens) - data.log_d_ref)
         noise_var, size_var = (design["loss_noise"] ** 2, design.size_var()) if design.has_loss else (None, None)
         fresh_t = design.new_size_shift(x_t)
-        fresh = {  # the prior of each planned new size's own shift
-            size: design.new_size_shift(self.x(members[0].rung.n_params))
+        fresh = {  # the prior of each planned new size's own shift, and the variance of its discrepancy
+            size: (*design.new_size_shift(self.x(members[0].rung.n_params)), self._discrepancy_var(design, members))
             for size, members in by_size.items()
             if self.ladder_size(size) is None
         }
@@ -407,6 +421,7 @@ class Preposterior:
                     loss_post = curves.size_effect_given_residuals(
                         old.sum(axis=1)[None, :], old.shape[1], noise_var[None, :, t], size_var[None, :]
                     )
+            seen = {}  # each planned new size's x and its shift's posterior and prior mean and variance, (J or 1, S)
             for size, members in by_size.items():
                 index = self.ladder_size(size)
                 x = self.x(members[0].rung.n_params)
@@ -424,15 +439,52 @@ class Preposterior:
                     sd = curves.accuracy_sd(mean, evaluations, jitter, OPS)
                     log_lik[..., t] += curves.normal_logp(acc, mean, sd, OPS).sum(axis=-1)
                 else:
-                    prior_mean, prior_var = (v[None, :, t] for v in fresh[size])
+                    prior_mean, prior_var, discrepancy_var = fresh[size]
+                    prior_mean, prior_var = prior_mean[None, :, t], prior_var[None, :, t] + discrepancy_var
                     ll, r_mean, r_var = latent_shift(argument, acc, evaluations, floor_, jitter, prior_mean, prior_var)
                     log_lik[..., t] += ll
-                    if size == group:
-                        shift_post = (r_mean, r_var)
+                    seen[size] = (x, r_mean, r_var, prior_mean, prior_var)
+            if seen and target_index is None:
+                shift_post = self._joint_shift(design, t, seen, fresh, group, x_t, fresh_t)
             self._target(design, t, x_t, y_t, curve_t, loss_post, shift_post, largest, out)
         out["log_weight"] = log_lik - logsumexp(log_lik, axis=1, keepdims=True)
         out["learned"] = {kind: _sd_reduction(design, names, out["log_weight"]) for kind, names in LEARNS.items()}
         return out
+
+    def _discrepancy_var(self, design: DesignDraws, members: list[Outcome]) -> float:
+        """The variance of a planned new size's discrepancy (kappa x e-folds beyond the fitted ladder), which its
+        simulated outcomes carry (:meth:`latents`)."""
+        return (design.kappa * self.distance(members[0].rung.n_params)) ** 2
+
+    def _joint_shift(self, design, t, seen, fresh, group, x_t, fresh_t):
+        """The target's own step-2 shift given the planned new sizes' outcomes: (mean, variance), each (J, S).
+
+        New sizes' shifts are jointly normal under a draw (``curves.new_sizes_covariance``: they share what the
+        fitted level and trend absorbed), so a planned size between the ladder and the target narrows the target's
+        shift as a new point narrows a regression's prediction interval. Each planned size's outcomes enter as the
+        Gaussian likelihood its Laplace posterior implies; the target is one of them where it shares that size."""
+        sizes = list(seen)
+        own = group not in seen  # the target is a size of its own, beside the planned ones
+        xs = [seen[size][0] for size in sizes] + ([x_t] if own else [])
+        covariance = design.new_sizes_covariance(np.array(xs))[:, t]  # (S, K, K)
+        covariance = covariance + np.diag([fresh[size][2] for size in sizes] + ([0.0] if own else []))
+        prior_mean = np.stack([fresh[size][0][:, t] for size in sizes] + ([fresh_t[0][:, t]] if own else []), axis=-1)
+        prior_precision = np.linalg.inv(covariance)
+        # each planned size's data: precision = the posterior's - the prior's; information = precision x its value
+        precision, information = [], []
+        for _, r_mean, r_var, mean, var in (seen[size] for size in sizes):
+            precision.append(1.0 / r_var - 1.0 / var)
+            information.append(r_mean / r_var - mean / var)
+        if own:
+            precision.append(np.zeros((1, 1)))
+            information.append(np.zeros((1, 1)))
+        shape = np.broadcast_shapes(*(p.shape for p in precision + information))
+        precision = np.stack([np.broadcast_to(p, shape) for p in precision], axis=-1)  # (J, S, K)
+        information = np.stack([np.broadcast_to(i, shape) for i in information], axis=-1)
+        covariance_after = np.linalg.inv(prior_precision + precision[..., None, :] * np.eye(len(xs)))
+        mean = (covariance_after @ ((prior_precision @ prior_mean[..., None])[..., 0] + information)[..., None])[..., 0]
+        k = len(xs) - 1 if own else sizes.index(group)
+        return mean[..., k], covariance_after[..., k, k]
 
     def _loss_likelihood(self, design, index, members, x, t, noise_var, size_var):
         """ln p(the members' final losses | draw), the size's effect integrated out given its fitted runs: (J, S);
