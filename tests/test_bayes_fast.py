@@ -22,7 +22,7 @@ from bayesladder.bayes import diagnostics
 from bayesladder.bayes.fit import DesignFit, FitConfig, LadderFit, stuck_chains
 from bayesladder.bayes.predict import crps, predictive_draws, summarise
 from bayesladder.errors import BayesLadderError
-from bayesladder.ladder import PRESETS, actual_final
+from bayesladder.ladder import PRESETS, actual_final, resolve_target
 
 TASKS = FIT_TASKS
 PREDICT_KEYS = [
@@ -510,6 +510,37 @@ def test_backtest_text_tables_fit_80_columns(tiny_backtest, capsys):
     for r in out["rows"]:  # one unwrapped line per row, accuracy in points
         [line] = [line for line in lines if r["run"] in line and "mmlu" in line]
         assert f"{100 * r['actual_acc']:.1f}" in line and f"{100 * r['acc_median']:.1f}" in line
+
+
+def test_backtest_nested_scores_every_cut_of_sizes_and_lengths(olmo_ladder_nc, olmo_ladder_ds, capsys):
+    """`backtest --nested` on 3 sizes x 3 lengths: one cut of each axis; each held-out run scored beside the paper's
+    fit, at its distance beyond the part fitted; the summary per axis and distance bin, and each refit's checks.
+    (It crashed on the paper fit's columns before any of this was printed.)"""
+    from bayesladder.cli import show_nested
+
+    result = invoke("backtest", "--data", olmo_ladder_nc, "--sizes", "190M,370M,760M", "--lengths", "1xC,2xC,5xC",
+                    "--tasks", "mmlu", "--designs", "two-step", "--nested", *TINY, "--json")  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    out = json.loads(result.stdout)
+    rows, summary, refits = (pd.DataFrame(out[key]) for key in ("rows", "summary", "refits"))
+    assert list(refits["split"]) == ["sizes 190M-370M -> 760M", "lengths 1xC-2xC -> 5xC"]
+    by_axis = {axis: group.set_index("run") for axis, group in rows.groupby("axis")}
+    assert sorted(by_axis["size"].index) == ["760M-1xC", "760M-2xC", "760M-5xC"]
+    assert sorted(by_axis["length"].index) == ["190M-5xC", "370M-5xC", "760M-5xC"]
+    n_params = dict(zip(map(str, olmo_ladder_ds["size"].values), olmo_ladder_ds["n_params"].values))
+    assert by_axis["size"]["distance"].to_numpy() == pytest.approx(np.log(n_params["760M"] / n_params["370M"]))
+    tokens = {run: resolve_target(olmo_ladder_ds, run, None, None).tokens for run in ("760M-2xC", "760M-5xC")}
+    assert by_axis["length"].loc["760M-5xC", "distance"] == pytest.approx(
+        np.log(tokens["760M-5xC"] / tokens["760M-2xC"])
+    )
+    assert rows["baseline_error"].notna().all() and rows["covered"].isin([True, False]).all()
+    assert summary["bin"].iloc[-1] == "all" and summary["n"].iloc[-1] == 6
+    assert summary["baseline_mae"].iloc[-1] == pytest.approx(rows["baseline_error"].abs().mean())
+    assert list(summary["bin"].iloc[:-1]) == list(dict.fromkeys(rows["bin"]))
+    assert "failed its diagnostics" in result.stderr  # 2 x 100 draws: every refit is flagged
+    show_nested(summary, refits)
+    text = capsys.readouterr().out
+    assert "paper MAE" in text and "sizes 190M-370M -> 760M" in text
 
 
 @pytest.mark.parametrize(
