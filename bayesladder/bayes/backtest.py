@@ -183,8 +183,7 @@ def without_sizes(ds: xr.Dataset, config: FitConfig, holdout_sizes: list[str]) -
     return replace(config, selection=replace(config.selection, sizes=sizes))
 
 
-NESTED_COLUMNS = ["split", "axis", "fitted", "held_out", "run", "task", "distance", "actual_acc", "acc_median", "acc_q05",
-                  "acc_q95", "covered", "crps", "error", "baseline_acc", "baseline_error"]  # fmt: skip
+NESTED_COLUMNS = ["split", "axis", "fitted", "held_out", "run", "task", "distance", *ROW_COLUMNS[2:]]
 
 
 def nested_splits(ds: xr.Dataset, config: FitConfig) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
