@@ -274,8 +274,8 @@ def _extrapolation(extent, spec):
     from bayesladder import extrapolation
 
     beyond = extrapolation.beyond(extent, spec.n_params, spec.tokens)
-    if beyond.far:
-        warn(beyond.warning(spec.name))
+    if said := beyond.warning(spec.name):
+        warn(said)
     return beyond
 
 
@@ -706,9 +706,9 @@ def backtest(
     note(describe_calibration(fitted))
     if not summary["diagnostics_ok"].iloc[-1]:
         warn(f"the backtest's fit failed its diagnostics ({summary['failures'].iloc[-1]}): do not trust these scores")
-    for run in table.loc[table["far_outside_ladder"], "run"].unique():
-        n_factor, d_factor, off_one_d = table.loc[table["run"] == run, ["n_factor", "d_factor", "off_one_d"]].iloc[0]
-        warn(extrapolation.Extrapolation(n_factor, d_factor, bool(off_one_d)).warning(run))
+    for run, record in table.drop_duplicates("run").set_index("run").iterrows():
+        if said := extrapolation.Extrapolation.from_record(record).warning(run):
+            warn(said)
     if as_json:
         output.emit_json({"rows": table, "summary": summary})
         return

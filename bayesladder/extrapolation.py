@@ -6,6 +6,11 @@ own targets lie up to 10x beyond its largest rung in N (13B against 1.3B) and 20
 the 1B-10xC run's 256B), where its method was checked against real models. A target more than
 ``FAR_FACTOR`` times beyond the largest rung in N or in D is flagged as far outside the ladder.
 
+Extrapolating in D is checked per size: a target trained on more tokens per parameter than any run of the ladder
+(OLMo's 7B-4T: 570, the paper ladder's longest runs 200) is told that its intervals are not widened for that. The
+discrepancy that widens them with distance counts e-folds of N only, and on the OLMo ladder's own length cuts
+(``bayesladder backtest --nested``) the intervals extrapolating in tokens per parameter were too narrow.
+
 A ladder can also hold D fixed: every Gemstones run ends at 350B tokens. Its scaling law then says nothing about
 how task loss changes with D (the model's step 1 has no D term there; the paper's fits one to a constant), so a
 target at another D is flagged too, however near it lies. (A ladder of one size is refused: ``ladder.check_sizes``.)
@@ -42,6 +47,10 @@ class Extent:
         return max(self.tokens)
 
     @property
+    def most_tokens_per_param(self) -> float:
+        return max(d / n for n, d in zip(self.n_params, self.tokens))
+
+    @property
     def one_n(self) -> bool:
         """Every run has the same N: a ladder of one size."""
         return holds_fixed(np.log(self.n_params))
@@ -54,12 +63,19 @@ class Extent:
 
 @dataclass(frozen=True)
 class Extrapolation:
-    """A target's N and D as multiples of the largest N and the largest final D among the fit's runs; ``off_one_d``:
-    every run ends at one D and the target's differs."""
+    """A target's N and D as multiples of the largest N and the largest final D among the fit's runs, and its tokens
+    per parameter as a multiple of the most any run had; ``off_one_d``: every run ends at one D and the target's
+    differs."""
 
     n_factor: float
     d_factor: float
+    tokens_per_param_factor: float
     off_one_d: bool = False
+
+    @property
+    def longer_trained(self) -> bool:
+        """More tokens per parameter than any run of the ladder (on a ladder of one D: see ``off_one_d``)."""
+        return self.tokens_per_param_factor > 1.0 + SAME_VALUE and not self.off_one_d
 
     @property
     def far(self) -> bool:
@@ -69,7 +85,21 @@ class Extrapolation:
     def record(self) -> dict:
         """The columns every prediction carries in its table and JSON."""
         return dict(
-            n_factor=self.n_factor, d_factor=self.d_factor, off_one_d=self.off_one_d, far_outside_ladder=self.far
+            n_factor=self.n_factor,
+            d_factor=self.d_factor,
+            tokens_per_param_factor=self.tokens_per_param_factor,
+            off_one_d=self.off_one_d,
+            far_outside_ladder=self.far,
+        )
+
+    @classmethod
+    def from_record(cls, record) -> Extrapolation:
+        """The extrapolation of a row that carries :meth:`record`'s columns."""
+        return cls(
+            float(record["n_factor"]),
+            float(record["d_factor"]),
+            float(record["tokens_per_param_factor"]),
+            bool(record["off_one_d"]),
         )
 
     def describe(self) -> str:
@@ -78,25 +108,33 @@ class Extrapolation:
         return f"{_axis(self.n_factor)} in N, {d} in D"
 
     def warning(self, name: str) -> str | None:
-        """One sentence for a target far outside the ladder, else None."""
+        """One sentence for a target far outside the ladder, or trained longer than its runs, else None."""
         if self.off_one_d:
             return (
                 f"{name} lies off the ladder in D ({self.describe()}): every run of the ladder was trained to one D, "
                 "so nothing in it says how task loss changes with D and this prediction is not to be trusted; add "
                 "runs of other lengths"
             )
-        if not self.far:
-            return None
-        return (
-            f"{name} lies far outside the ladder ({self.describe()}; more than {FAR_FACTOR:g}x): nothing in the "
-            "ladder measures an error this far out, so its intervals are optimistic"
-        )
+        said = []
+        if self.far:
+            said.append(
+                f"{name} lies far outside the ladder ({self.describe()}; more than {FAR_FACTOR:g}x): nothing in the "
+                "ladder measures an error this far out, so its intervals are optimistic"
+            )
+        if self.longer_trained:
+            said.append(
+                f"{name} is trained on {self.tokens_per_param_factor:.3g}x the most tokens per parameter of the "
+                "ladder's runs: its intervals widen with N beyond the ladder, not with this, and may be too narrow "
+                "(the ladder's own length cuts, `bayesladder backtest --nested`, show how far they miss)"
+            )
+        return "; ".join(said) or None
 
 
 def beyond(extent: Extent, n_params: float, tokens: float) -> Extrapolation:
     """The target (``n_params``, ``tokens``) against the runs of a fit's ladder."""
     off_one_d = extent.one_d and not holds_fixed(np.log([extent.largest_d, tokens]))
-    return Extrapolation(n_params / extent.largest_n, tokens / extent.largest_d, off_one_d)
+    per_param = tokens / n_params / extent.most_tokens_per_param
+    return Extrapolation(n_params / extent.largest_n, tokens / extent.largest_d, per_param, off_one_d)
 
 
 def _axis(factor: float) -> str:

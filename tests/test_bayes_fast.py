@@ -62,6 +62,7 @@ PREDICT_FLAGS = [
     "target",
     "n_factor",
     "d_factor",
+    "tokens_per_param_factor",
     "off_one_d",
     "far_outside_ladder",
     "diagnostics_ok",
@@ -69,7 +70,14 @@ PREDICT_FLAGS = [
     "weight_single-step",
 ]
 BACKTEST_KEYS = ["run", "task", "actual_acc", "acc_median", "acc_q05", "acc_q95", "covered", "crps", "baseline_acc"]
-BACKTEST_FLAGS = ["n_factor", "d_factor", "off_one_d", "far_outside_ladder", "diagnostics_ok"]
+BACKTEST_FLAGS = [
+    "n_factor",
+    "d_factor",
+    "tokens_per_param_factor",
+    "off_one_d",
+    "far_outside_ladder",
+    "diagnostics_ok",
+]
 SUMMARY_KEYS = [
     "run",
     "n",

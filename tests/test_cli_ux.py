@@ -162,7 +162,13 @@ def test_extrapolation_factors_and_threshold():
 
     inside = extrapolation.beyond(ladder(1.28e9, 2.56e11), 13.2e9, 5.0e12)  # the paper's 13B-5T from its 1B rung
     assert inside.n_factor == pytest.approx(10.31, rel=1e-3) and inside.d_factor == pytest.approx(19.53, rel=1e-3)
-    assert not inside.far and inside.warning("13B-5T") is None
+    # not far out, but trained on 379 tokens per parameter where the ladder's runs had 200: told, with what to run
+    assert not inside.far and inside.tokens_per_param_factor == pytest.approx(1.894, rel=1e-3)
+    said = inside.warning("13B-5T")
+    assert said.startswith("13B-5T is trained on 1.89x the most tokens per parameter") and "backtest --nested" in said
+    assert "far outside" not in said
+    as_trained = extrapolation.beyond(ladder(1.28e9, 2.56e11), 13.2e9, 13.2e9 * 200)  # the ladder's 200 per parameter
+    assert not as_trained.longer_trained and as_trained.warning("13B-1T") is None
     far = extrapolation.beyond(ladder(1e5, 2e7), 13e9, 5e12)
     assert far.far and "130,000x the largest rung in N" in far.warning("13B")
     assert (
@@ -229,6 +235,7 @@ def test_predict_warns_of_a_failed_fit_and_of_a_target_far_outside_the_ladder(fi
         assert record["n_factor"] == pytest.approx(1e13 / 1279395840.0)
     near = invoke("predict", "--fit", fit_file, "--target", "13B-5T", "--json")
     assert "far outside" not in near.stderr and all(r["far_outside_ladder"] is False for r in json.loads(near.stdout))
+    assert "warning: 13B-5T is trained on 1.89x the most tokens per parameter of the ladder's runs" in near.stderr
 
 
 def test_predict_says_when_a_fit_never_recorded_its_diagnostics(edited_fit):

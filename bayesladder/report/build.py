@@ -106,7 +106,7 @@ def build(
     banner = [
         f"Diagnostics failed: {f}. Do not trust these predictions (see the Diagnostics section)." for f in diag.failures
     ]
-    banner += [b.warning(name) + "." for name, b in beyond.items() if b.far]
+    banner += [said + "." for name, b in beyond.items() if (said := b.warning(name))]
 
     noisy = set(variance_table.loc[variance_table["noisy"], "task"]) if variance_table is not None else set()
     progress("drawing the figures")
