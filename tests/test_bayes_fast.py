@@ -58,26 +58,10 @@ DIAGNOSE_KEYS = [  # diagnose --json: every field of the diagnostics record
     "nested_divergences",
     "failures",
 ]
-PREDICT_FLAGS = [
-    "target",
-    "n_factor",
-    "d_factor",
-    "tokens_per_param_factor",
-    "off_one_d",
-    "far_outside_ladder",
-    "diagnostics_ok",
-    "weight_two-step",
-    "weight_single-step",
-]
+EXTRAPOLATION_FLAGS = ["n_factor", "d_factor", "tokens_per_param_factor", "off_one_d", "far_outside_ladder"]
+PREDICT_FLAGS = ["target", *EXTRAPOLATION_FLAGS, "diagnostics_ok", "weight_two-step", "weight_single-step"]
 BACKTEST_KEYS = ["run", "task", "actual_acc", "acc_median", "acc_q05", "acc_q95", "covered", "crps", "baseline_acc"]
-BACKTEST_FLAGS = [
-    "n_factor",
-    "d_factor",
-    "tokens_per_param_factor",
-    "off_one_d",
-    "far_outside_ladder",
-    "diagnostics_ok",
-]
+BACKTEST_FLAGS = [*EXTRAPOLATION_FLAGS, "diagnostics_ok"]
 SUMMARY_KEYS = [
     "run",
     "n",
