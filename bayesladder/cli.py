@@ -307,19 +307,20 @@ DesignsOption = Annotated[
 
 
 def describe_calibration(fitted) -> str:
-    """One line: the designs' weights and discrepancy scales, and the nested backtest they came from."""
+    """One line: the designs' weights and discrepancy scales, and the nested backtests they came from."""
     calibration = fitted.calibration
     parts = ", ".join(
-        f"{d} {calibration.weights[d]:.2f} (kappa {calibration.kappa[d]:.2f})" for d in fitted.config.designs
+        f"{d} {calibration.weights[d]:.2f} (kappa {calibration.kappa[d]:.2f} in N, "
+        f"{calibration.kappa_d[d]:.2f} in tokens per parameter)"
+        for d in fitted.config.designs
     )
-    if calibration.split is None:
+    if not calibration.splits:
         return f"designs mixed in equal parts: {parts} ({NO_SPLIT})"
-    split = calibration.split
     left_out = calibration.left_out()
     return (
-        f"designs stacked by the nested backtest (sizes {', '.join(split.fitted)} -> {', '.join(split.held_out)}"
+        f"designs stacked by the nested backtest ({'; '.join(split.describe() for split in calibration.splits)}"
         + (f"; without {', '.join(left_out)}, whose nested fits failed their checks" if left_out else "")
-        + f"): {parts}; kappa = added logit SD per e-fold of N beyond the ladder"
+        + f"): {parts}; kappa = added logit SD per e-fold beyond the ladder"
     )
 
 

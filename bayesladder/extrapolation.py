@@ -7,9 +7,10 @@ the 1B-10xC run's 256B), where its method was checked against real models. A tar
 ``FAR_FACTOR`` times beyond the largest rung in N or in D is flagged as far outside the ladder.
 
 Extrapolating in D is checked per size: a target trained on more tokens per parameter than any run of the ladder
-(OLMo's 7B-4T: 570, the paper ladder's longest runs 200) is told that its intervals are not widened for that. The
-discrepancy that widens them with distance counts e-folds of N only, and on the OLMo ladder's own length cuts
-(``bayesladder backtest --nested``) the intervals extrapolating in tokens per parameter were too narrow.
+(OLMo's 7B-4T: 570, the paper ladder's longest runs 200) is told so. The discrepancy that widens intervals with
+distance (``bayes.stacking``) counts e-folds of N beyond the largest size and of tokens per parameter beyond the
+longest-trained run (:meth:`Extent.efolds_beyond`), each learned from a nested split of the ladder; the length split
+extrapolates about one e-fold, and a ladder of one length has none.
 
 A ladder can also hold D fixed: every Gemstones run ends at 350B tokens. Its scaling law then says nothing about
 how task loss changes with D (the model's step 1 has no D term there; the paper's fits one to a constant), so a
@@ -49,6 +50,13 @@ class Extent:
     @property
     def most_tokens_per_param(self) -> float:
         return max(d / n for n, d in zip(self.n_params, self.tokens))
+
+    def efolds_beyond(self, n_params: float, tokens: float) -> tuple[float, float]:
+        """(e-folds of N beyond the largest size, e-folds of tokens per parameter beyond the longest-trained run),
+        each 0 within the ladder: the distances the discrepancy scales multiply (``bayes.stacking``)."""
+        n_efolds = np.log(n_params / self.largest_n)
+        per_param_efolds = np.log(tokens / n_params / self.most_tokens_per_param)
+        return max(0.0, float(n_efolds)), max(0.0, float(per_param_efolds))
 
     @property
     def one_n(self) -> bool:
@@ -124,8 +132,9 @@ class Extrapolation:
         if self.longer_trained:
             said.append(
                 f"{name} is trained on {self.tokens_per_param_factor:.3g}x the most tokens per parameter of the "
-                "ladder's runs: its intervals widen with N beyond the ladder, not with this, and may be too narrow "
-                "(the ladder's own length cuts, `bayesladder backtest --nested`, show how far they miss)"
+                "ladder's runs: its intervals widen for that only as far as the ladder's own length split showed (the "
+                "fit's kappa per e-fold of tokens per parameter; none on a ladder of one length) and may be too narrow "
+                "(`bayesladder backtest --nested` shows how far the ladder's length cuts miss)"
             )
         return "; ".join(said) or None
 

@@ -76,8 +76,9 @@ def main() -> None:
         + (f"; FAILED: {'; '.join(full.failures)}" if full.failures else "")
     )
     weights = ", ".join(f"{d} {w:.2f}" for d, w in fitted.calibration.weights.items())
-    kappa = ", ".join(f"{d} {k:.3f}" for d, k in fitted.calibration.kappa.items())
-    print(f"stacking weights: {weights}; kappa: {kappa}")
+    calibration = fitted.calibration
+    kappa = ", ".join(f"{d} {calibration.kappa[d]:.3f} / {calibration.kappa_d[d]:.3f}" for d in calibration.kappa)
+    print(f"stacking weights: {weights}; kappa in N / in tokens per parameter: {kappa}")
 
 
 if __name__ == "__main__":

@@ -109,9 +109,12 @@ def test_fit_file_is_a_datatree_with_config_hash_and_version(fit_file, olmo_ladd
     attrs = tree.attrs
     assert {"fit_config", "model_key", "data_hash", "bayesladder_version", "calibration"} <= set(attrs)
     calibration = json.loads(attrs["calibration"])
-    assert calibration["split"] == {"fitted": ["190M", "370M"], "held_out": ["760M", "1B"]}
+    assert calibration["splits"] == [
+        {"axis": "size", "fitted": ["190M", "370M"], "held_out": ["760M", "1B"]},
+        {"axis": "length", "fitted": ["1xC", "2xC"], "held_out": ["5xC", "10xC"]},
+    ]
     assert sum(calibration["weights"].values()) == pytest.approx(1.0)
-    assert all(k >= 0 for k in calibration["kappa"].values())
+    assert all(k >= 0 for k in [*calibration["kappa"].values(), *calibration["kappa_d"].values()])
     assert attrs["bayesladder_version"] == bayesladder.__version__
     assert attrs["data_hash"] == schema.content_hash(olmo_ladder_ds)
     config = json.loads(attrs["fit_config"])
@@ -142,15 +145,16 @@ def test_a_chain_is_stuck_only_when_its_step_size_collapsed(loaded_fit):
 
 
 def test_fit_says_which_blocks_it_sampled_again_in_the_nested_backtest_too(olmo_ladder_nc, tmp_path, monkeypatch):
-    """Every block's chain 0 taken as stuck: the nested backtest's fit and the full one are each sampled once more,
-    and fit says so for both (the nested one used to resample silently); the fit file keeps it."""
+    """Every block's chain 0 taken as stuck: the nested backtests' fits (sizes, lengths) and the full one are each
+    sampled once more, and fit says so for each (the nested ones used to resample silently); the fit file keeps it."""
     monkeypatch.setattr("bayesladder.bayes.fit.stuck_chains", lambda step_sizes: [0])
     out = tmp_path / "fit.nc"
     args = ("--data", olmo_ladder_nc, "--ladder", "paper", "--tasks", "piqa", "--designs", "single-step", *TINY)
     result = invoke("fit", *args, "-o", out)
     assert result.exit_code in (0, 2), (result.output, result.exception)  # a tiny fit may fail its diagnostics
     warned = [line for line in result.stderr.splitlines() if "got stuck in warmup" in line]
-    assert [line.split(":")[1] for line in warned] == [" nested backtest, single-step", " single-step"]
+    expected = [" nested backtest (size), single-step", " nested backtest (length), single-step", " single-step"]
+    assert [line.split(":")[1] for line in warned] == expected
     assert all("the direct block's chain(s) 0" in line and "(seed 10000)" in line for line in warned)
     assert LadderFit.load(out).resampled() == [line.removeprefix("warning: ") for line in warned]
 
@@ -183,16 +187,19 @@ def test_a_task_that_fails_the_nested_fit_is_left_out_of_the_calibration(olmo_la
     fitted = LadderFit.load(out)
     notes = fitted.sampling_notes()
     assert notes == [
-        f"nested backtest, {design}: fitted with piqa it failed its checks (3 divergent transitions) and passed "
-        "without, so the stacking weights and kappa leave it out (the full ladder's fit keeps every task): a task "
-        "the lower sizes cannot pin down (at its floor there, say)"
+        f"nested backtest ({split}), {design}: fitted with piqa it failed its checks (3 divergent transitions) and "
+        "passed without, so the stacking weights and kappa leave it out (the full ladder's fit keeps every task): a "
+        "task the fitted part cannot pin down (at its floor there, say)"
+        for split in ("size", "length")
         for design in ("two-step", "single-step")
     ]
     assert all(f"warning: {note}" in result.stderr.splitlines() for note in notes)
-    assert "190M, 370M -> 760M, 1B; without piqa, whose nested fits failed their checks)" in result.stderr
+    assert "lengths 1xC, 2xC -> 5xC, 10xC; without piqa, whose nested fits failed their checks)" in result.stderr
     scores = fitted.calibration.scores
-    assert scores["n"].tolist() == [8, 8]  # hellaswag's final accuracy at the 8 held-out runs, for each design
-    assert scores["left_out"].tolist() == [["piqa"], ["piqa"]] and fitted.config.tasks == ("hellaswag", "piqa")
+    # hellaswag's final accuracy at the 8 held-out runs of each split (760M and 1B at 4 lengths; 4 sizes at 5xC and
+    # 10xC), for each design
+    assert scores["n"].tolist() == [8, 8, 8, 8]
+    assert scores["left_out"].tolist() == [["piqa"]] * 4 and fitted.config.tasks == ("hellaswag", "piqa")
     assert f"warning: {notes[0]}" in invoke("diagnose", "--fit", out).stderr.splitlines()
 
 

@@ -116,7 +116,9 @@ def test_fit_says_what_it_fitted_what_the_diagnostics_mean_and_what_to_run_next(
     assert f"2 tasks ({', '.join(FIT_TASKS)}); 2 chains x 100 draws" in err
     assert "s] nested backtest: fitting two-step on sizes 190M, 370M" in err  # a stage line, stderr no terminal
     assert "s] fitting single-step on the full ladder" in err
-    assert "designs stacked by the nested backtest (sizes 190M, 370M -> 760M, 1B): two-step" in err
+    assert "s] nested backtest: fitting single-step on lengths 1xC, 2xC" in err
+    stacked = "designs stacked by the nested backtest (sizes 190M, 370M -> 760M, 1B; lengths 1xC, 2xC -> 5xC, 10xC)"
+    assert f"{stacked}: two-step" in err
     assert "s] checking the diagnostics" in err
     assert "DIAGNOSTICS FAILED" in err and "cannot be trusted" in err
     assert f"next: bayesladder predict --fit {path} --target 3B-10xC" in err  # the run furthest out

@@ -40,7 +40,9 @@ def simulated_fit():
     config = FitConfig(tasks=tuple(truths), selection=LadderSelection(), designs=("two-step",), chains=2, draws=200,
                        tune=200)  # fmt: skip
     design = fit_design(ds, config, "two-step")
-    calibration = Calibration(None, {"two-step": 1.0}, {"two-step": KAPPA}, pd.DataFrame({"design": ["two-step"]}))
+    calibration = Calibration(
+        (), {"two-step": 1.0}, {"two-step": KAPPA}, {"two-step": 0.0}, pd.DataFrame({"design": ["two-step"]})
+    )
     fitted = LadderFit(tree=_tree(design), config=config, data_hash="", calibration=calibration)
     return ds, fitted
 

@@ -23,5 +23,6 @@ def test_the_whole_olmo_ladder_with_every_task_passes_with_boolq_left_out_of_the
     assert "boolq" in fitted.config.tasks and fitted.diagnostics["ok"]
     assert "without boolq, whose nested fits failed their checks" in result.stderr
     assert any(
-        line.startswith("warning: nested backtest, two-step: fitted with boolq") for line in result.stderr.splitlines()
+        line.startswith("warning: nested backtest (size), two-step: fitted with boolq")
+        for line in result.stderr.splitlines()
     )

@@ -1,5 +1,5 @@
 """The nested backtest's decisions (bayes.stacking), on held-out values whose truth is known: the discrepancy scale
-kappa, the stacking weights and the split. No MCMC: a design's predictive is given as per-draw components."""
+kappa, the stacking weights and the splits. No MCMC: a design's predictive is given as per-draw components."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import xarray as xr
 
 from bayesladder.bayes.fit import FitConfig
 from bayesladder.bayes.predict import Components
-from bayesladder.bayes.stacking import discrepancy_scale, nested_split, stacking_weights
+from bayesladder.bayes.stacking import discrepancy_scale, held_out_runs, nested_split, nested_splits, stacking_weights
 from bayesladder.ladder import LadderSelection
 
 SIZES, TASKS, DRAWS = 3, 8, 400  # held-out sizes (one run each), tasks, posterior draws
@@ -50,11 +50,25 @@ def test_stacking_weights_favour_the_design_that_scores_better_without_dropping_
     rng = np.random.default_rng(3)
     better = rng.uniform(1.0, 3.0, 40)
     densities = np.column_stack([better, 0.5 * better])
-    weights = stacking_weights(densities, units=4)
+    weights = stacking_weights([(densities, 4)])
     assert weights.sum() == pytest.approx(1.0)
     assert 0.5 < weights[0] < 0.95  # 4 independent units: the Dirichlet(2) prior keeps the other design in
-    np.testing.assert_allclose(stacking_weights(np.column_stack([better, better]), units=4), [0.5, 0.5], atol=1e-3)
-    assert stacking_weights(densities)[0] > weights[0]  # 40 independent points say more than 4
+    np.testing.assert_allclose(stacking_weights([(np.column_stack([better, better]), 4)]), [0.5, 0.5], atol=1e-3)
+    assert stacking_weights([(densities, None)])[0] > weights[0]  # 40 independent points say more than 4
+
+
+def test_stacking_weights_add_the_splits_scores():
+    """A design that scores better on one split and as well on the other gains weight from the first only: the
+    second, where the designs tie, leaves the weights where the first put them; one that loses on the second
+    loses weight."""
+    rng = np.random.default_rng(4)
+    better = rng.uniform(1.0, 3.0, 40)
+    sizes = (np.column_stack([0.5 * better, better]), 4)  # the second design better on the size split
+    tie = (np.column_stack([better, better]), 2)
+    worse = (np.column_stack([better, 0.1 * better]), 2)  # ... and much worse on the length split
+    alone = stacking_weights([sizes])
+    np.testing.assert_allclose(stacking_weights([sizes, tie]), alone, atol=1e-3)
+    assert stacking_weights([sizes, worse])[1] < 0.5 < alone[1]
 
 
 def ladder(sizes: dict[str, float], multipliers=(1, 2, 5, 10)) -> xr.Dataset:
@@ -63,6 +77,7 @@ def ladder(sizes: dict[str, float], multipliers=(1, 2, 5, 10)) -> xr.Dataset:
     return xr.Dataset(
         {
             "size": ("run", [s for s, _ in runs]),
+            "length": ("run", [f"{m}xC" for _, m in runs]),
             "n_params": ("run", [sizes[s] for s, _ in runs]),
             "tokens": (("run", "checkpoint"), [[m * 20 * sizes[s]] for s, m in runs]),
         },
@@ -76,6 +91,28 @@ def test_the_nested_split_fits_the_sizes_below_the_geometric_middle_and_needs_tw
     assert split.fitted == ("190M", "370M") and split.held_out == ("760M", "1B")
     two = ladder({"190M": 190e6, "370M": 370e6})
     assert nested_split(two, list(two["run"].values)) is None  # one size below the middle: no curve in N to fit
+
+
+def test_the_length_split_fits_the_shorter_runs_and_predicts_the_longer_runs_of_the_same_sizes():
+    ds = ladder({"190M": 190e6, "370M": 370e6, "760M": 760e6, "1B": 1.2e9})
+    runs = list(ds["run"].values)
+    split = nested_split(ds, runs, "length")
+    assert (split.fitted, split.held_out) == (("1xC", "2xC"), ("5xC", "10xC"))  # 20-40 below the middle of 20-200
+    assert held_out_runs(ds, runs, split) == [r for r in runs if r.endswith(("-5xC", "-10xC"))]
+    assert [s.axis for s in nested_splits(ds, runs)] == ["size", "length"]
+    # a size trained only long is not predicted by the length split: the split extrapolates in D alone
+    runs = [r for r in runs if not r.startswith("1B-") or r == "1B-10xC"]
+    assert "1B-10xC" not in held_out_runs(ds, runs, nested_split(ds, runs, "length"))
+
+
+def test_no_length_split_on_a_ladder_of_one_length_or_of_one_short_length(olmo_ladder_ds):
+    one_length = ladder({"48M": 48e6, "60M": 60e6, "90M": 90e6, "120M": 120e6, "500M": 500e6}, multipliers=(1,))
+    one_length["tokens"][:] = 350e9  # every size trained to the same D, as Gemstones is
+    assert [s.axis for s in nested_splits(one_length, list(one_length["run"].values))] == ["size"]
+    ds = olmo_ladder_ds
+    chosen = ds["size"].isin(["190M", "370M", "760M", "1B"]) & ds["length"].isin(["1xC", "5xC", "10xC"])
+    runs = list(map(str, ds["run"].values[(chosen & (ds["replicate"] == 0)).values]))
+    assert nested_split(ds, runs, "length") is None  # 1xC alone below the middle of 20-200: D not apart from N
 
 
 def test_no_nested_split_whose_fit_has_no_more_runs_than_step_1_has_parameters(olmo_ladder_ds):

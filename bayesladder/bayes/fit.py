@@ -165,6 +165,11 @@ class DesignFit:
         """The numbers the model saw, as :func:`bayesladder.bayes.data.prepare` made them."""
         return model_data(self.constants)
 
+    def extent(self) -> Extent:
+        """The N and final D of the runs the design saw."""
+        data = self.data
+        return Extent(tuple(np.exp(data.s1_x + data.log_n_ref)), tuple(np.exp(data.s1_y + data.log_d_ref)))
+
 
 @dataclass
 class LadderFit:
@@ -194,9 +199,9 @@ class LadderFit:
         the full ones: one '<where>: <what>' sentence per block (empty for most fits)."""
         nested = self.calibration.scores
         rows = nested.to_dict(orient="records") if "resampled" in nested else []
-        return [f"nested backtest, {row['design']}: {text}" for row in rows for text in row["resampled"]] + [
-            f"{name}: {text}" for name, design in self.designs.items() for text in design.resampled
-        ]
+        return [
+            f"nested backtest ({row['split']}), {row['design']}: {text}" for row in rows for text in row["resampled"]
+        ] + [f"{name}: {text}" for name, design in self.designs.items() for text in design.resampled]
 
     def sampling_notes(self) -> list[str]:
         """What the fit did beyond sampling each model once: the blocks it sampled again (:meth:`resampled`) and the
@@ -227,8 +232,7 @@ class LadderFit:
 
     def extent(self) -> Extent:
         """The N and final D of the runs the fit saw."""
-        data = self.data
-        return Extent(tuple(np.exp(data.s1_x + data.log_n_ref)), tuple(np.exp(data.s1_y + data.log_d_ref)))
+        return self.primary.extent()
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)

@@ -7,7 +7,7 @@ units) once the rung is trained and the model updated on it (``bayes.preposterio
 compute 6ND: ``gain_per_flop``, which alone sets the rank. Beside it are the target's expected CRPS before and after
 (``crps_before``, ``crps_after``: the whole predictive's spread, where the width sees two quantiles; not ranked on)
 and the expected drop of each term of the target's predictive variance, which says *why* a rung helps: ``parameters`` (the curves and the trend in N), ``size effects`` (the
-target size's own deviation), ``discrepancy`` (kappa x e-folds of N beyond the ladder) and ``noise`` (measurement).
+target size's own deviation), ``discrepancy`` (kappa x e-folds of N and of tokens per parameter beyond the ladder) and ``noise`` (measurement).
 
 With a budget, rungs are chosen greedily: each step takes the candidate with the best gain per FLOP given the rungs
 already chosen (their outcomes simulated jointly with its own), until none fits in what is left or none narrows.

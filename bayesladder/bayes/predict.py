@@ -188,16 +188,16 @@ def predictive_draws(
     """(loss, accuracy) draws of a target from a :class:`~bayesladder.bayes.fit.LadderFit`, each (samples, tasks).
 
     Accuracy: every fitted design's draws in proportion to its stacking weight, each widened by its discrepancy
-    scale times the e-folds of N beyond the largest rung (``bayes.stacking``). Loss: the draws of the designs that
-    model it, in proportion to their weights among themselves.
+    at the target's distance beyond the ladder in N and in tokens per parameter (``Calibration.shift_sd``). Loss: the
+    draws of the designs that model it, in proportion to their weights among themselves.
     """
     rng = np.random.default_rng(seed)
     calibration = fitted.calibration
-    distance = max(0.0, float(np.log(n_params) - np.log(fitted.extent().largest_n)))
+    efolds = fitted.extent().efolds_beyond(n_params, tokens)
     sampled = {}
     for name, design in fitted.designs.items():
         parts = components(design.posterior, design.data, name, n_params, tokens, size, seed, max_draws)
-        sampled[name] = parts.sample(rng, calibration.kappa[name] * distance)
+        sampled[name] = parts.sample(rng, calibration.shift_sd(name, efolds))
     total = min(acc.shape[0] for _, acc in sampled.values())
     acc = _mixture({name: draws[1] for name, draws in sampled.items()}, calibration.weights, total, rng)
     with_loss = {name: draws[0] for name, draws in sampled.items() if not np.isnan(draws[0]).all()}

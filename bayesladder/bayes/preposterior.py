@@ -6,7 +6,8 @@ and one of its posterior draws. A rung's outcome is what the model would see of 
 and its accuracy at every block of checkpoints step 2 keeps (``bayes.data``; the rung is evaluated on the schedule of
 a similar run of the ladder). The rungs of one size share that size's own effects (a ladder size's from its
 posterior, a new size's fresh); each run has its own run noise, each block its measurement noise, and a size beyond
-the ladder its design's discrepancy (kappa x e-folds of N beyond the largest rung, a logit shift per task).
+the ladder its design's discrepancy (kappa x e-folds of N beyond the largest rung, a logit shift per task; a planned
+rung's tokens per parameter are taken to lie within the ladder's, as the ladder's lengths do).
 
 **Update.** Each design is updated on each outcome by importance weighting of its posterior draws: a draw's weight is
 the likelihood of the outcome under it, through the model's own densities (``bayes.curves``). A new size's own
@@ -18,7 +19,9 @@ mean at the effects' mean (a fresh size: given the planned new sizes' outcomes, 
 the part of the residuals that the fitted level and trend absorbed, ``curves.new_sizes_covariance``, so that a new
 size near the target narrows it as a new point narrows a regression's prediction; the size of a planned rung: their
 posterior given its outcome), variance
-= slope^2 x (size effects' variance + (kappa x distance)^2) + the measurement variance of a final value. The 90%
+= slope^2 x (size effects' variance + discrepancy SD^2) + the measurement variance of a final value (the discrepancy
+at the target's e-folds of N and of tokens per parameter beyond the ladder and the planned rungs,
+``Calibration.shift_sd``). The 90%
 interval is that of the weighted mixture over draws and designs; its width, averaged over tasks and outcomes, is the
 expected width after the rungs. The variance splits into four terms that say what a rung narrows: the curves'
 parameters (the spread of the per-draw means), the size effects, the discrepancy and the measurement noise.
@@ -27,7 +30,7 @@ Approximations (checked against refits on simulated outcomes in ``benchmarks/ben
 
 * each task's weights use that task's observations alone: what the other tasks' outcomes would say about the
   hyperparameters the tasks share (trend_mu, log_k_mu, loss_size_scale, acc_size_scale) is left out;
-* the stacking weights and kappa stay as the nested backtest set them (only the distance kappa multiplies shrinks as
+* the stacking weights and kappas stay as the nested backtests set them (only the distances they multiply shrink as
   rungs approach the target), and so do the data's scales (N_ref, D_ref, loss_scale, step-2 centre and spread);
 * each planned new size's outcomes are simulated, and weigh the draws, with its own shift's marginal (as
   ``bayes.predict`` draws a new size); the covariance of the planned sizes' shifts acts only in the target's
@@ -54,6 +57,7 @@ from bayesladder.bayes.predict import (
     new_sizes_covariance,
     relative_curve,
 )
+from bayesladder.extrapolation import Extent
 from bayesladder.ladder import step2_kept
 from bayesladder.targets import Target
 
@@ -156,16 +160,22 @@ class Evaluation:
 
 
 class DesignDraws:
-    """One fitted design's posterior draws, data, stacking weight and kappa, with the per-draw curves the update needs."""
+    """One fitted design's posterior draws, data, stacking weight and discrepancy (``Calibration.shift_sd``), with the
+    per-draw curves the update needs."""
 
-    def __init__(self, name: str, posterior, data: ModelData, weight: float, kappa: float, max_draws: int):
-        self.name, self.data, self.weight, self.kappa = name, data, weight, kappa
+    def __init__(self, name: str, posterior, data: ModelData, calibration, max_draws: int):
+        self.name, self.data, self.weight = name, data, calibration.weights[name]
+        self.calibration = calibration
         self.draws = Draws(posterior, max_draws)
         self.has_loss = name != "single-step"
 
     @property
     def count(self) -> int:
         return self.draws.count
+
+    def shift_sd(self, efolds: tuple[float, float]) -> float:
+        """The logit SD of the design's discrepancy at (e-folds of N, of tokens per parameter) beyond the ladder."""
+        return self.calibration.shift_sd(self.name, efolds)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.draws[name]
@@ -223,16 +233,13 @@ class Preposterior:
         seed: int = 0,
     ):
         calibration = fitted.calibration
-        every = [
-            DesignDraws(name, d.posterior, d.data, calibration.weights[name], calibration.kappa[name], max_draws)
-            for name, d in fitted.designs.items()
-        ]
+        every = [DesignDraws(name, d.posterior, d.data, calibration, max_draws) for name, d in fitted.designs.items()]
         self.designs = [d for d in every if d.weight > 0]
         self.loss_design = next((d for d in every if d.has_loss), None)
         self.data = fitted.data
         self.target = target
         self.target_size = target_size
-        self.largest_n = fitted.extent().largest_n
+        self.extent = fitted.extent()
         self.n_outcomes, self.seed = outcomes, seed
         rng = np.random.default_rng(seed)
         self.draw = {d.name: rng.integers(d.count, size=outcomes) for d in every}  # each outcome's draw of a design
@@ -244,9 +251,16 @@ class Preposterior:
     def x(self, n_params: float) -> float:
         return float(np.log(n_params) - self.data.log_n_ref)
 
-    def distance(self, n_params: float, largest: float | None = None) -> float:
-        """E-folds of N beyond the largest rung (the fitted one, or ``largest``): what kappa multiplies."""
-        return max(0.0, float(np.log(n_params) - np.log(max(self.largest_n, largest or 0.0))))
+    def rung_efolds(self, n_params: float) -> tuple[float, float]:
+        """A planned size's distance beyond the fitted ladder: e-folds of N; its tokens per parameter within the
+        ladder's (see the module docstring)."""
+        return self.extent.efolds_beyond(n_params, n_params * self.extent.most_tokens_per_param)[0], 0.0
+
+    def target_efolds(self, rungs: list[Rung]) -> tuple[float, float]:
+        """The target's distance beyond the ladder and the planned rungs, in N and in tokens per parameter."""
+        extent = Extent(self.extent.n_params + tuple(r.n_params for r in rungs),
+                        self.extent.tokens + tuple(r.tokens for r in rungs))  # fmt: skip
+        return extent.efolds_beyond(self.target.n_params, self.target.tokens)
 
     def ladder_size(self, size: str) -> int | None:
         return self.data.sizes.index(size) if size in self.data.sizes else None
@@ -287,7 +301,7 @@ class Preposterior:
             own = mean[b] + np.sqrt(var[b]) * rng.standard_normal(shape)
         else:
             own = design.draws.at_size("size_residual", index)[b]
-        shift = own + design.kappa * self.distance(n_params) * rng.standard_normal(shape)
+        shift = own + design.shift_sd(self.rung_efolds(n_params)) * rng.standard_normal(shape)
         self._latents[key] = (loss_effect, shift)
         return self._latents[key]
 
@@ -351,14 +365,18 @@ class Preposterior:
         (the ratio of the SDs of its per-draw means after and before)."""
         rungs = list(rungs)
         n_outcomes = self.n_outcomes if rungs else 1
-        largest = max((r.n_params for r in rungs), default=None)
+        efolds = self.target_efolds(rungs)
         group = self.target_group(rungs)
         parts = {
-            d.name: self._update(d, [self.outcome(r, d) for r in rungs], n_outcomes, group, largest)
+            d.name: self._update(d, [self.outcome(r, d) for r in rungs], n_outcomes, group, efolds)
             for d in self.designs
         }
         if self._before is None:
-            before = parts if not rungs else {d.name: self._update(d, [], 1, group, None) for d in self.designs}
+            before = (
+                parts
+                if not rungs
+                else {d.name: self._update(d, [], 1, group, self.target_efolds([])) for d in self.designs}
+            )
             self._before = {name: dict(part) for name, part in before.items()}
         weights = np.array([d.weight for d in self.designs])
         weights = weights / weights.sum()
@@ -389,7 +407,7 @@ class Preposterior:
         crps = expected_crps(mean, sd, w, np.random.default_rng([self.seed, len(rungs)]))
         return Evaluation(widths, terms, ess, learned, crps)
 
-    def _update(self, design: DesignDraws, outcomes: list[Outcome], n_outcomes: int, group: str, largest):
+    def _update(self, design: DesignDraws, outcomes: list[Outcome], n_outcomes: int, group: str, efolds):
         """Per task: log importance weights of the design's draws for each outcome, and the target's normal
         components under each draw (its mean, the mean at the ladder's largest size, the variances of
         :data:`VARIANCES`), each (J, S, T)."""
@@ -446,15 +464,15 @@ class Preposterior:
                     seen[size] = (x, r_mean, r_var, prior_mean, prior_var)
             if seen and target_index is None:
                 shift_post = self._joint_shift(design, t, seen, fresh, group, x_t, fresh_t)
-            self._target(design, t, x_t, y_t, curve_t, loss_post, shift_post, largest, out)
+            self._target(design, t, x_t, y_t, curve_t, loss_post, shift_post, efolds, out)
         out["log_weight"] = log_lik - logsumexp(log_lik, axis=1, keepdims=True)
         out["learned"] = {kind: _sd_reduction(design, names, out["log_weight"]) for kind, names in LEARNS.items()}
         return out
 
     def _discrepancy_var(self, design: DesignDraws, members: list[Outcome]) -> float:
-        """The variance of a planned new size's discrepancy (kappa x e-folds beyond the fitted ladder), which its
-        simulated outcomes carry (:meth:`latents`)."""
-        return (design.kappa * self.distance(members[0].rung.n_params)) ** 2
+        """The variance of a planned new size's discrepancy (beyond the fitted ladder), which its simulated outcomes
+        carry (:meth:`latents`)."""
+        return design.shift_sd(self.rung_efolds(members[0].rung.n_params)) ** 2
 
     def _joint_shift(self, design, t, seen, fresh, group, x_t, fresh_t):
         """The target's own step-2 shift given the planned new sizes' outcomes: (mean, variance), each (J, S).
@@ -523,7 +541,7 @@ class Preposterior:
         arguments = [np.broadcast_to(a, (width, *a.shape[1:])) for a in arguments]
         return np.concatenate(arguments, axis=-1), np.concatenate(accs, axis=-1), np.concatenate(evaluations)
 
-    def _target(self, design, t, x_t, y_t, curve_t, loss_post, shift_post, largest, out):
+    def _target(self, design, t, x_t, y_t, curve_t, loss_post, shift_post, efolds, out):
         """The target's normal components under each draw, for task t, written into ``out``."""
         data = self.data
         floor_ = design["floor"][:, t][None, :]
@@ -543,7 +561,7 @@ class Preposterior:
         evaluations = data.n_questions[t] * data.final_count
         out["mean"][..., t] = mean
         out["size effects"][..., t] = slope**2 * effect_var
-        out["discrepancy"][..., t] = (slope * design.kappa * self.distance(self.target.n_params, largest)) ** 2
+        out["discrepancy"][..., t] = (slope * design.shift_sd(efolds)) ** 2
         out["noise"][..., t] = curves.accuracy_sd(mean, evaluations, design["acc_jitter"][:, t][None, :], OPS) ** 2
 
 

@@ -1,34 +1,48 @@
-"""Combining designs and calibrating extrapolation with the ladder's own nested backtest.
+"""Combining designs and calibrating extrapolation with the ladder's own nested backtests.
 
-Before the full ladder is fitted, each design is fitted on the ladder's lower sizes (those below the geometric
-middle of its N range) and predicts the final accuracy of every run of its upper sizes: an extrapolation of one
-to two e-folds of N that the ladder can check. On those held-out values:
+Before the full ladder is fitted, each design is fitted on part of the ladder and predicts the final accuracy of
+the rest, in two nested splits where the ladder has them:
 
-* each design's **discrepancy scale** kappa: the prediction gets an extra Normal shift on the logit scale with SD
-  kappa x (e-folds of N beyond the largest fitted size). kappa is the value that maximises the held-out log score,
+* **sizes**: the sizes below the geometric middle of the ladder's N range are fitted and every run of the upper
+  sizes is predicted (a new size's fresh effects): an extrapolation of one to two e-folds of N;
+* **lengths**: the lengths below the geometric middle of the ladder's range of tokens per parameter are fitted (on
+  the paper ladder 1xC and 2xC) and the longer runs of the same sizes are predicted (their sizes' own effects): an
+  extrapolation in tokens per parameter alone, as the targets users care about make (OLMo's 7B-4T: 2.9x the
+  paper ladder's longest runs per parameter). A ladder of one length (Gemstones) has none.
+
+On each split's held-out values:
+
+* each design's **discrepancy scale** kappa for that split's distance: the prediction gets an extra Normal shift
+  on the logit scale with SD kappa x (e-folds beyond the fit: of N past its largest size on the size split, of
+  tokens per parameter past its longest-trained run on the length split); a target beyond the ladder in both adds
+  the two in quadrature (:meth:`Calibration.shift_sd`). kappa is the value that maximises the held-out log score,
   kept only where it gains at least :data:`KAPPA_EVIDENCE` nats of that score tempered as the weights' (below):
   the model's own intervals already widen with distance (the trend's uncertainty, a new size's leverage), and kappa
   is what the ladder shows beyond them. As a variance estimated at its boundary from one split, the unrestricted
-  maximum is biased up: on 12 simulated ladders where the model is the truth it came out 0.05-0.21 on 8 and made
-  90% intervals 3x and 10x beyond the ladder cover 98% of targets; its tempered gain there was at most 0.76, and
-  on the real dev splits 0 (OLMo), 0.10 (Gemstones) and 0.52 (the micro ladder).
+  maximum is biased up: on 12 simulated ladders where the model is the truth the size split's came out 0.05-0.21
+  on 8 and made 90% intervals 3x and 10x beyond the ladder cover 98% of targets; its tempered gain there was at
+  most 0.76, and on the real dev splits 0 (OLMo), 0.10 (Gemstones) and 0.52 (the micro ladder).
 * the designs' **stacking weights** (Yao, Vehtari, Simpson and Gelman 2018): the mixture weights that maximise
-  the held-out log score of the designs' predictions combined, with two safeguards for how little one nested
-  split says. The held-out values of a size share its deviation (across lengths and tasks), so the log score is
-  tempered to the number of held-out sizes (a power of sizes / values), and the weights get a Dirichlet(2)
-  prior. Unregularised, stacking put all weight on one design on every split tried (OLMo: single-step; Gemstones:
-  two-step), and the full ladder's predictions were worse than an even mixture on 4 of 5 dev splits (OLMo's
-  10-task 3B backtest: MAE 1.48 and 31 of 40 covered by single-step alone, 1.34 and 36 of 40 mixed).
+  the held-out log score of the designs' predictions combined, both splits' scores added, with two safeguards for
+  how little a nested split says. The held-out values of a size (of a length, on the length split) share its
+  deviation across tasks and runs, so each split's log score is tempered to the number of its held-out sizes (or
+  lengths) (a power of groups / values), and the weights get a Dirichlet(2) prior. Unregularised, stacking put all
+  weight on one design on every size split tried (OLMo: single-step; Gemstones: two-step), and the full ladder's
+  predictions were worse than an even mixture on 4 of 5 dev splits (OLMo's 10-task 3B backtest: MAE 1.48 and 31
+  of 40 covered by single-step alone, 1.34 and 36 of 40 mixed). Weighted on the size split alone, the designs came
+  out about even on the paper ladder, blind to the single-step design's misses in D: on its length cut 1xC-2xC ->
+  5xC, 10xC it covered 25 of 64 held-out values, the two-step design 50.
 
 The log score of a held-out value uses each posterior draw's mean accuracy and its measurement SD widened by the
 discrepancy (``predict.Components``): mean over draws of Normal densities.
 
 Nested fits that fail their sampler checks (R-hat, ESS, divergences) where some tasks' own parameters fail are
 fitted again without those tasks (a design that only diverges names none; it is refitted without those the others
-name); where that passes, the tasks are left out of every design's scores (the weights and kappa come from the
-other tasks; the full ladder's fit still fits and predicts them), and the fit says so. A task the lower sizes cannot
-pin down does this: OLMo's boolq sits at its floor on 190M-760M, which leaves its step-2 floor and steepness free
-(an L-shaped posterior no parameterisation tried sampled well), and the direct design diverges there too.
+name); where that passes, the tasks are left out of every design's scores on that split (the weights and kappa
+come from the other tasks; the full ladder's fit still fits and predicts them), and the fit says so. A task the
+lower sizes cannot pin down does this: OLMo's boolq sits at its floor on 190M-760M, which leaves its step-2 floor and
+steepness free (an L-shaped posterior no parameterisation tried sampled well), and the direct design diverges there
+too.
 """
 
 from __future__ import annotations
@@ -42,38 +56,53 @@ from scipy.optimize import minimize, minimize_scalar
 
 from bayesladder.bayes.data import step1_design
 from bayesladder.bayes.predict import components
-from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import actual_final, resolve_target
 
 DIRICHLET = 2.0  # the weights' prior concentration: keeps a design in unless the evidence is strong
 MIN_NESTED_SPAN = 0.5  # e-folds of N (a factor 1.65) the nested fit's sizes must span
-MAX_KAPPA = 2.0  # logits per e-fold of N: far beyond anything a ladder has shown (Gemstones: ~0.1)
+MAX_KAPPA = 2.0  # logits per e-fold: far beyond anything a ladder has shown (Gemstones: ~0.1 in N)
 # tempered log-score gain (nats) a kappa above 0 must reach to be kept: the one a parameter costs (AIC); the
 # largest gains seen where the model is true were 0.76 (simulated ladders), on real ladders 0.10-0.52 (see above)
 KAPPA_EVIDENCE = 1.0
 NO_SPLIT = (
     "the ladder is too small for a nested backtest: it needs 2 sizes below the middle of its N range, a factor "
-    f"{np.exp(MIN_NESTED_SPAN):.3g} apart, with more runs than step 1's curve has parameters per task, and 1 size above"
-)  # what nested_split asks, for the CLI and the report
+    f"{np.exp(MIN_NESTED_SPAN):.3g} apart, with more runs than step 1's curve has parameters per task, and 1 size "
+    "above; or 2 such lengths below the middle of its range of tokens per parameter and 1 above"
+)  # what nested_splits asks, for the CLI and the report
+AXES = ("size", "length")  # the nested splits, in the order they are fitted
 
 
 @dataclass(frozen=True)
 class NestedSplit:
-    """The ladder's sizes below the geometric middle of its N range (fitted) and above it (held out)."""
+    """The ladder's sizes (``axis`` "size", by N) or lengths (``axis`` "length", by tokens per parameter) below the
+    geometric middle of their range (fitted) and above it (held out)."""
 
+    axis: str
     fitted: tuple[str, ...]
     held_out: tuple[str, ...]
+
+    def describe(self) -> str:
+        """E.g. 'sizes 190M, 370M -> 760M, 1B'."""
+        return f"{self.axis}s {', '.join(self.fitted)} -> {', '.join(self.held_out)}"
 
 
 @dataclass
 class Calibration:
-    """What the nested backtest decided, and the per-design scores it was decided on."""
+    """What the nested backtests decided, and the per-split, per-design scores it was decided on."""
 
-    split: NestedSplit | None
+    splits: tuple[NestedSplit, ...]
     weights: dict[str, float]
-    kappa: dict[str, float]
-    scores: pd.DataFrame  # per design: log score, MAE, 90% coverage; its nested fit's max R-hat, min ESS, divergences,
-    # the blocks it sampled again (fit.sample_block), the tasks it left out and why (left_out, left_out_because)
+    kappa: dict[str, float]  # per design: logit SD per e-fold of N beyond the ladder's largest size
+    kappa_d: dict[str, float]  # per design: logit SD per e-fold of tokens per parameter beyond its longest-trained run
+    scores: pd.DataFrame  # per split and design: kappa (that split's), log score, MAE, 90% coverage; its nested fit's
+    # max R-hat, min ESS, divergences, the blocks it sampled again (fit.sample_block), the tasks it left out and why
+    # (left_out, left_out_because)
+
+    def shift_sd(self, design: str, efolds: tuple[float, float]) -> float:
+        """The logit SD of ``design``'s discrepancy at ``efolds`` (of N, of tokens per parameter) beyond the ladder
+        (``Extent.efolds_beyond``): each split's kappa times its distance, added in quadrature."""
+        n_efolds, per_param_efolds = efolds
+        return float(np.hypot(self.kappa[design] * n_efolds, self.kappa_d[design] * per_param_efolds))
 
     def left_out(self) -> list[str]:
         """The tasks left out of the calibration (by any design's nested fit), each once."""
@@ -81,67 +110,107 @@ class Calibration:
         return list(dict.fromkeys(task for listed in tasks for task in listed))
 
     def left_out_notes(self) -> list[str]:
-        """One sentence per design whose nested fit was fitted again without some tasks (empty for most fits)."""
+        """One sentence per nested fit that was fitted again without some tasks (empty for most fits)."""
         rows = self.scores.to_dict(orient="records") if "left_out" in self.scores else []
         return [
-            f"nested backtest, {row['design']}: fitted with {', '.join(row['left_out'])} it failed its checks "
-            f"({row['left_out_because']}) and passed without, so the stacking weights and kappa leave "
+            f"nested backtest ({row['split']}), {row['design']}: fitted with {', '.join(row['left_out'])} it failed "
+            f"its checks ({row['left_out_because']}) and passed without, so the stacking weights and kappa leave "
             f"{'it' if len(row['left_out']) == 1 else 'them'} out (the full ladder's fit keeps every task): a task "
-            "the lower sizes cannot pin down (at its floor there, say)"
+            "the fitted part cannot pin down (at its floor there, say)"
             for row in rows
             if row["left_out"]
         ]
 
     def record(self) -> dict:
         return {
-            "split": None if self.split is None else {"fitted": self.split.fitted, "held_out": self.split.held_out},
+            "splits": [{"axis": s.axis, "fitted": s.fitted, "held_out": s.held_out} for s in self.splits],
             "weights": self.weights,
             "kappa": self.kappa,
+            "kappa_d": self.kappa_d,
             "scores": self.scores.to_dict(orient="records"),
         }
 
     @classmethod
     def from_record(cls, record: dict) -> Calibration:
-        split = record["split"]
         return cls(
-            split=None if split is None else NestedSplit(tuple(split["fitted"]), tuple(split["held_out"])),
+            splits=tuple(NestedSplit(s["axis"], tuple(s["fitted"]), tuple(s["held_out"])) for s in record["splits"]),
             weights=dict(record["weights"]),
             kappa=dict(record["kappa"]),
+            kappa_d=dict(record["kappa_d"]),
             scores=pd.DataFrame.from_records(record["scores"]),
         )
 
 
-def nested_split(ds: xr.Dataset, runs: list[str]) -> NestedSplit | None:
-    """Sizes by N, split at the geometric middle of their range. None when the lower part would have fewer than 2
-    sizes or span less than :data:`MIN_NESTED_SPAN` e-folds of N (it could not test an extrapolation: a curve
-    in N cannot be fitted on it), or the upper part no size; also when the lower part has no more runs than step 1's
-    curve has parameters per task (``data.step1_design``: such nested fits diverged)."""
-    n_of = {str(s): float(n) for s, n in zip(ds["size"].sel(run=runs).values, ds["n_params"].sel(run=runs).values)}
-    sizes = sorted(n_of, key=n_of.get)
-    middle = 0.5 * (np.log(n_of[sizes[0]]) + np.log(n_of[sizes[-1]]))
-    fitted = tuple(s for s in sizes if np.log(n_of[s]) < middle)
-    held_out = tuple(s for s in sizes if np.log(n_of[s]) >= middle)
-    if len(fitted) < 2 or not held_out or np.log(n_of[fitted[-1]] / n_of[fitted[0]]) < MIN_NESTED_SPAN:
+def nested_splits(ds: xr.Dataset, runs: list[str]) -> tuple[NestedSplit, ...]:
+    """The ladder's nested splits (:func:`nested_split` of each axis in :data:`AXES`), those it has."""
+    return tuple(split for axis in AXES if (split := nested_split(ds, runs, axis)) is not None)
+
+
+def nested_split(ds: xr.Dataset, runs: list[str], axis: str = "size") -> NestedSplit | None:
+    """The ladder's sizes by N (or lengths by the median of their runs' tokens per parameter), split at the geometric
+    middle of their range. None when the lower part would have fewer than 2 of them or span less than
+    :data:`MIN_NESTED_SPAN` e-folds (it could not test an extrapolation: a curve in N, or in D beside N, cannot be
+    fitted on it), or the upper part none (on the length split: none of the sizes fitted); also when the lower part
+    has no more runs than step 1's curve has parameters per task (``data.step1_design``: such nested fits diverged)."""
+    chosen = ds.sel(run=runs)
+    scale = np.log(chosen["n_params"].values)
+    if axis == "length":
+        final = chosen["tokens"].max("checkpoint").values if "checkpoint" in chosen["tokens"].dims else chosen["tokens"]
+        scale = np.log(np.asarray(final, dtype=float)) - scale
+    label_of = np.array(list(map(str, chosen[axis].values)))
+    position = {label: float(np.median(scale[label_of == label])) for label in dict.fromkeys(label_of)}
+    labels = sorted(position, key=position.get)
+    middle = 0.5 * (position[labels[0]] + position[labels[-1]])
+    fitted = tuple(label for label in labels if position[label] < middle)
+    held_out = tuple(label for label in labels if position[label] >= middle)
+    if len(fitted) < 2 or not held_out or position[fitted[-1]] - position[fitted[0]] < MIN_NESTED_SPAN:
         return None
-    count, parameters = step1_design(ds, [r for r in runs if str(ds["size"].sel(run=r).values) in fitted])
-    if count <= parameters:
+    split = NestedSplit(axis, fitted, held_out)
+    fitted_runs = [r for r, label in zip(runs, label_of) if label in fitted]
+    count, parameters = step1_design(ds, fitted_runs)
+    if count <= parameters or not held_out_runs(ds, runs, split):
         return None
-    return NestedSplit(fitted, held_out)
+    return split
+
+
+def held_out_runs(ds: xr.Dataset, runs: list[str], split: NestedSplit) -> list[str]:
+    """The runs a split predicts: those of its held-out sizes; on the length split, the runs of its held-out lengths
+    whose sizes it fitted (a pure extrapolation in tokens per parameter)."""
+    label = {r: str(ds[split.axis].sel(run=r).values) for r in runs}
+    size = {r: str(ds["size"].sel(run=r).values) for r in runs}
+    fitted_sizes = {size[r] for r in runs if label[r] in split.fitted}
+    return [r for r in runs if label[r] in split.held_out and (split.axis == "size" or size[r] in fitted_sizes)]
 
 
 def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
-    """Fit every design of ``config`` on the lower sizes, score it on the upper sizes, and derive each design's
-    kappa and the stacking weights. A ladder with no nested split gives every design the same weight (the
-    weights' prior mean) and kappa 0."""
+    """Fit every design of ``config`` on the fitted part of each nested split, score it on the held-out runs, and
+    derive each design's kappa per split and the stacking weights from both splits' scores. A ladder with no nested
+    split gives every design the same weight (the weights' prior mean) and kappa 0; a split it lacks, kappa 0 for
+    that distance."""
     designs = list(config.designs)
     runs = config.check(ds)
-    split = nested_split(ds, runs)
-    if split is None:
+    splits = nested_splits(ds, runs)
+    kappa = {axis: {d: 0.0 for d in designs} for axis in AXES}
+    if not splits:
         weights = {d: 1.0 / len(designs) for d in designs}
-        return Calibration(None, weights, {d: 0.0 for d in designs}, pd.DataFrame({"design": designs}))
-    nested_config = replace(config, selection=replace(config.selection, sizes=split.fitted))
-    held_out = _held_out_runs(ds, runs, split)
-    nested = _nested_fits(ds, nested_config, progress)
+        return Calibration((), weights, kappa["size"], kappa["length"], pd.DataFrame({"design": designs}))
+    blocks, rows = [], []
+    for split in splits:
+        densities, split_rows = _score_split(ds, config, runs, split, progress)
+        blocks.append((np.column_stack([densities[d].ravel() for d in designs]), len(split.held_out)))
+        kappa[split.axis] = {row["design"]: row["kappa"] for row in split_rows}
+        rows += split_rows
+    weights = {d: float(w) for d, w in zip(designs, stacking_weights(blocks))}
+    scores = pd.DataFrame.from_records(rows).assign(weight=lambda t: t["design"].map(weights))
+    return Calibration(splits, weights, kappa["size"], kappa["length"], scores)
+
+
+def _score_split(ds: xr.Dataset, config, runs: list[str], split: NestedSplit, progress) -> tuple[dict, list[dict]]:
+    """Every design fitted on one split's fitted part and scored on its held-out runs: (per design the held-out
+    values' predictive densities at its kappa, (runs, tasks); per design a row of the calibration's scores)."""
+    nested_config = replace(config, selection=replace(config.selection, **{f"{split.axis}s": split.fitted}))
+    held_out = held_out_runs(ds, runs, split)
+    nested = _nested_fits(ds, nested_config, split, progress)
     left_out = {task for fit in nested.values() for task in fit.left_out}
     tasks = [t for t in config.tasks if t not in left_out]  # never empty: _nested_fits leaves some task in
     actual = np.array([[float(actual_final(ds, r).loc[t, "accuracy"]) for t in tasks] for r in held_out])
@@ -149,22 +218,26 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
     for design, fitted in nested.items():
         columns = [fitted.fit.data.tasks.index(t) for t in tasks]
         parts = [_components(fitted.fit, design, ds, run).select(columns) for run in held_out]
-        largest = float(fitted.fit.data.size_x.max() + fitted.fit.data.log_n_ref)
-        distance = np.array([max(0.0, np.log(resolve_target(ds, r, None, None).n_params) - largest) for r in held_out])
+        extent = fitted.fit.extent()
+        distance = np.array([_distance(extent, ds, run, split.axis) for run in held_out])
         kappa, gain = discrepancy_scale(parts, actual, distance, units=len(split.held_out))
         densities[design] = _densities(parts, actual, distance, kappa)
         check = fitted.check
         rows.append(
-            dict(design=design, kappa=kappa, kappa_gain=gain, log_score=float(np.log(densities[design]).sum()),
-                 **_point_scores(parts, actual, distance, kappa), max_rhat=check["max_rhat"],
-                 worst_rhat_parameter=check["worst_rhat_parameter"],
+            dict(split=split.axis, design=design, kappa=kappa, kappa_gain=gain,
+                 log_score=float(np.log(densities[design]).sum()), **_point_scores(parts, actual, distance, kappa),
+                 max_rhat=check["max_rhat"], worst_rhat_parameter=check["worst_rhat_parameter"],
                  min_ess=min(check["min_ess_bulk"], check["min_ess_tail"]), divergences=check["divergences"],
                  resampled=fitted.fit.resampled, left_out=list(fitted.left_out), left_out_because=fitted.because)
         )  # fmt: skip
-    weights = stacking_weights(np.column_stack([densities[d].ravel() for d in designs]), units=len(split.held_out))
-    weights = {d: float(w) for d, w in zip(designs, weights)}
-    scores = pd.DataFrame.from_records(rows).assign(weight=lambda t: t["design"].map(weights))
-    return Calibration(split, weights, {r["design"]: r["kappa"] for r in rows}, scores)
+    return densities, rows
+
+
+def _distance(extent, ds: xr.Dataset, run: str, axis: str) -> float:
+    """A held-out run's distance beyond a nested fit's runs in e-folds of N (size split) or tokens per parameter."""
+    target = resolve_target(ds, run, None, None)
+    n_efolds, per_param_efolds = extent.efolds_beyond(target.n_params, target.tokens)
+    return n_efolds if axis == "size" else per_param_efolds
 
 
 @dataclass
@@ -178,7 +251,7 @@ class NestedFit:
     because: str = ""
 
 
-def _nested_fits(ds: xr.Dataset, config, progress=None) -> dict[str, NestedFit]:
+def _nested_fits(ds: xr.Dataset, config, split: NestedSplit, progress=None) -> dict[str, NestedFit]:
     """Every design's nested fit. Where some fail their sampler checks and name tasks (their own parameters fail),
     each failed design is fitted again without the tasks any design named (divergences name none: a design that
     only diverges is refitted without the tasks the others named) and keeps that fit if it passes."""
@@ -189,7 +262,7 @@ def _nested_fits(ds: xr.Dataset, config, progress=None) -> dict[str, NestedFit]:
     fits = {}
     for design in config.designs:
         if progress is not None:
-            progress(f"nested backtest: fitting {design} on sizes {', '.join(config.selection.sizes)}")
+            progress(f"nested backtest: fitting {design} on {split.axis}s {', '.join(split.fitted)}")
         fit = fit_design(ds, config, design)
         fits[design] = NestedFit(fit, convergence(fit))
     failures = {d: sampler_failures(f.check, thresholds) for d, f in fits.items()}
@@ -200,7 +273,8 @@ def _nested_fits(ds: xr.Dataset, config, progress=None) -> dict[str, NestedFit]:
     without = replace(config, tasks=tuple(t for t in config.tasks if t not in culprits))
     for design in [d for d in config.designs if failures[d]]:
         if progress is not None:
-            progress(f"nested backtest: fitting {design} again without {', '.join(culprits)} "
+            progress(f"nested backtest: fitting {design} on {split.axis}s {', '.join(split.fitted)} again without "
+                     f"{', '.join(culprits)} "
                      f"({'; '.join(failures[design])})")  # fmt: skip
         fit = fit_design(ds, without, design)
         check = convergence(fit)
@@ -209,16 +283,12 @@ def _nested_fits(ds: xr.Dataset, config, progress=None) -> dict[str, NestedFit]:
     return fits
 
 
-def _held_out_runs(ds: xr.Dataset, runs: list[str], split: NestedSplit) -> list[str]:
-    held = [r for r in runs if str(ds["size"].sel(run=r).values) in split.held_out]
-    if not held:
-        raise BayesLadderError(f"no run of the held-out sizes {', '.join(split.held_out)}")
-    return held
-
-
 def _components(nested, design: str, ds: xr.Dataset, run: str):
+    """A held-out run's predictive under a nested fit: with its size's own effects where the fit has its size (the
+    length split), else a new size's."""
     target = resolve_target(ds, run, None, None)
-    return components(nested.posterior, nested.data, design, target.n_params, target.tokens, None)
+    size = str(ds["size"].sel(run=run).values)
+    return components(nested.posterior, nested.data, design, target.n_params, target.tokens, size)
 
 
 def _densities(parts, actual: np.ndarray, distance: np.ndarray, kappa: float) -> np.ndarray:
@@ -234,7 +304,7 @@ def _densities(parts, actual: np.ndarray, distance: np.ndarray, kappa: float) ->
 
 def discrepancy_scale(parts, actual: np.ndarray, distance: np.ndarray, units: int) -> tuple[float, float]:
     """(kappa, its tempered log-score gain over kappa = 0) from held-out values ``actual`` (runs, tasks), their
-    predictive ``parts`` (one ``predict.Components`` per run) and e-folds of N beyond the fit (per run): the kappa
+    predictive ``parts`` (one ``predict.Components`` per run) and e-folds beyond the fit (per run): the kappa
     that scores them best, kept only where it gains at least :data:`KAPPA_EVIDENCE` (else 0). ``units``: how many
     independent groups the values come from (see :func:`tempering`)."""
     temper = tempering(units, actual.size)
@@ -270,19 +340,21 @@ def tempering(units: int, points: int) -> float:
     return units / points
 
 
-def stacking_weights(densities: np.ndarray, units: int | None = None) -> np.ndarray:
-    """Weights on the simplex maximising the tempered held-out log score plus a Dirichlet(:data:`DIRICHLET`) prior:
-    (units / points) sum_i log(sum_k w_k densities[i, k]) + (DIRICHLET - 1) sum_k log w_k. ``units``: how many
-    independent groups the points come from (default: every point on its own)."""
-    points, k = densities.shape
+def stacking_weights(blocks: list[tuple[np.ndarray, int | None]]) -> np.ndarray:
+    """Weights on the simplex maximising the held-out log scores, each block's tempered, plus a
+    Dirichlet(:data:`DIRICHLET`) prior: sum over blocks of (units / points) sum_i log(sum_k w_k densities[i, k]),
+    plus (DIRICHLET - 1) sum_k log w_k. Each block: (densities (points, designs) of one nested split, how many
+    independent groups its points come from; None: every point on its own)."""
+    k = blocks[0][0].shape[1]
     if k == 1:
         return np.ones(1)
-    temper = tempering(units or points, points)
+    tempers = [tempering(units or len(densities), len(densities)) for densities, units in blocks]
 
     def negative(logits):
         w = np.exp(logits - logits.max())
         w /= w.sum()
-        return -(temper * float(np.log(densities @ w).sum()) + (DIRICHLET - 1) * float(np.log(w).sum()))
+        scores = sum(t * float(np.log(densities @ w).sum()) for t, (densities, _) in zip(tempers, blocks))
+        return -(scores + (DIRICHLET - 1) * float(np.log(w).sum()))
 
     best = minimize(negative, np.zeros(k), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-8})
     w = np.exp(best.x - best.x.max())

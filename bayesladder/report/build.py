@@ -168,25 +168,29 @@ def _step_sections(ds, design, runs_all, tasks, specs, draws, seed, max_draws) -
 def designs_section(fitted: LadderFit) -> Section:
     """The nested backtest that weighted the designs and sized the extrapolation discrepancy."""
     calibration = fitted.calibration
-    if calibration.split is None:
+    if not calibration.splits:
         text = (
             f"{NO_SPLIT[0].upper()}{NO_SPLIT[1:]}; so the designs are mixed in equal parts, with no added discrepancy."
         )
         return Section("designs", "Designs and extrapolation", text)
-    split = calibration.split
+    fitted_on = "; ".join(
+        f"fitted on {split.axis}s {', '.join(split.fitted)}, it predicted the runs of {split.axis}s "
+        f"{', '.join(split.held_out)}" for split in calibration.splits
+    )  # fmt: skip
     text = (
-        f"Before the full ladder was fitted, each design was fitted on sizes {', '.join(split.fitted)} and predicted "
-        f"every run of sizes {', '.join(split.held_out)}. Its discrepancy scale kappa (logits per e-fold of N "
-        "beyond the largest fitted size) is what its intervals needed beyond their own width to score best on "
-        f"those held-out values, kept only where it gained at least {KAPPA_EVIDENCE:g} nat of the tempered log score "
-        "(kappa_gain); its weight is its share in the stacked prediction (the mixture that scored best, tempered "
-        "to the number of held-out sizes, with a Dirichlet(2) prior). Predictions mix the designs' draws "
-        "by these weights, each widened by kappa times the e-folds of N beyond the ladder's largest size."
+        f"Before the full ladder was fitted, each design was backtested on the ladder itself: {fitted_on}. Its "
+        "discrepancy scale kappa on each split (logits per e-fold beyond the fitted part: of N on the size split, "
+        "of tokens per parameter on the length split) is what its intervals needed beyond their own width to score "
+        f"best on those held-out values, kept only where it gained at least {KAPPA_EVIDENCE:g} nat of the tempered "
+        "log score (kappa_gain); its weight is its share in the stacked prediction (the mixture that scored best on "
+        "the splits together, each tempered to the number of its held-out sizes or lengths, with a Dirichlet(2) "
+        "prior). Predictions mix the designs' draws by these weights, each widened by its kappas times the target's "
+        "e-folds beyond the ladder's largest size and its longest-trained run (added in quadrature)."
     )
     notes = calibration.left_out_notes()
     if notes:
         text += f" Tasks left out of these scores: {'; '.join(notes)}."
-    columns = [c for c in ("design", "weight", "kappa", "kappa_gain", "log_score", "mae", "coverage90", "n",
+    columns = [c for c in ("split", "design", "weight", "kappa", "kappa_gain", "log_score", "mae", "coverage90", "n",
                            "max_rhat", "divergences") if c in calibration.scores]  # fmt: skip
     return Section("designs", "Designs and extrapolation", text,
                    tables=[("Nested backtest per design", calibration.scores[columns])])  # fmt: skip
