@@ -159,6 +159,33 @@ def test_fit_says_which_blocks_it_sampled_again_in_the_nested_backtest_too(olmo_
     assert LadderFit.load(out).resampled() == [line.removeprefix("warning: ") for line in warned]
 
 
+def test_a_block_that_diverged_is_sampled_again_at_a_higher_acceptance_target(olmo_ladder_ds, monkeypatch):
+    """Every run below DIVERGENCE_TARGET_ACCEPT reported as diverging once: the block is sampled again at it, the
+    draws kept are the second run's (no divergence), and the fit says so."""
+    import nutpie
+
+    from bayesladder.bayes.fit import DIVERGENCE_TARGET_ACCEPT, fit_design
+
+    real, accepts = nutpie.sample, []
+
+    def sample(*args, target_accept, **kwargs):
+        accepts.append(target_accept)
+        tree = real(*args, target_accept=target_accept, **kwargs)
+        if target_accept < DIVERGENCE_TARGET_ACCEPT:
+            tree["sample_stats"]["diverging"].values[0, -1] = True  # the last draw: kept by the thinning
+        return tree
+
+    monkeypatch.setattr(nutpie, "sample", sample)
+    config = FitConfig(tasks=("piqa",), selection=PRESETS["paper"], designs=("single-step",), chains=2, draws=50,
+                       tune=50)  # fmt: skip
+    design = fit_design(olmo_ladder_ds, config, "single-step")
+    assert accepts == [0.95, DIVERGENCE_TARGET_ACCEPT]
+    assert int(design.sample_stats["diverging"].sum()) == 0
+    assert design.resampled == [
+        f"the direct block had 1 divergent transition(s) at target_accept 0.95: sampled again at {DIVERGENCE_TARGET_ACCEPT:g}"
+    ]
+
+
 def test_the_failing_tasks_are_those_whose_own_parameters_fail(loaded_fit):
     """The tiny fit's draws: no task fails a lenient rule, every task (in the fit's order) an impossible ESS."""
     design = loaded_fit.primary
