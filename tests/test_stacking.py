@@ -11,7 +11,13 @@ import xarray as xr
 
 from bayesladder.bayes.fit import FitConfig
 from bayesladder.bayes.predict import Components
-from bayesladder.bayes.stacking import discrepancy_scale, held_out_runs, nested_split, nested_splits, stacking_weights
+from bayesladder.bayes.stacking import (
+    calibration_splits,
+    discrepancy_scale,
+    held_out_runs,
+    nested_split,
+    stacking_weights,
+)
 from bayesladder.ladder import LadderSelection
 
 SIZES, TASKS, DRAWS = 3, 8, 400  # held-out sizes (one run each), tasks, posterior draws
@@ -99,7 +105,7 @@ def test_the_length_split_fits_the_shorter_runs_and_predicts_the_longer_runs_of_
     split = nested_split(ds, runs, "length")
     assert (split.fitted, split.held_out) == (("1xC", "2xC"), ("5xC", "10xC"))  # 20-40 below the middle of 20-200
     assert held_out_runs(ds, runs, split) == [r for r in runs if r.endswith(("-5xC", "-10xC"))]
-    assert [s.axis for s in nested_splits(ds, runs)] == ["size", "length"]
+    assert [s.axis for s in calibration_splits(ds, runs)] == ["size", "length"]
     # a size trained only long is not predicted by the length split: the split extrapolates in D alone
     runs = [r for r in runs if not r.startswith("1B-") or r == "1B-10xC"]
     assert "1B-10xC" not in held_out_runs(ds, runs, nested_split(ds, runs, "length"))
@@ -108,7 +114,7 @@ def test_the_length_split_fits_the_shorter_runs_and_predicts_the_longer_runs_of_
 def test_no_length_split_on_a_ladder_of_one_length_or_of_one_short_length(olmo_ladder_ds):
     one_length = ladder({"48M": 48e6, "60M": 60e6, "90M": 90e6, "120M": 120e6, "500M": 500e6}, multipliers=(1,))
     one_length["tokens"][:] = 350e9  # every size trained to the same D, as Gemstones is
-    assert [s.axis for s in nested_splits(one_length, list(one_length["run"].values))] == ["size"]
+    assert [s.axis for s in calibration_splits(one_length, list(one_length["run"].values))] == ["size"]
     ds = olmo_ladder_ds
     chosen = ds["size"].isin(["190M", "370M", "760M", "1B"]) & ds["length"].isin(["1xC", "5xC", "10xC"])
     runs = list(map(str, ds["run"].values[(chosen & (ds["replicate"] == 0)).values]))

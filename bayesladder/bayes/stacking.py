@@ -68,7 +68,7 @@ NO_SPLIT = (
     "the ladder is too small for a nested backtest: it needs 2 sizes below the middle of its N range, a factor "
     f"{np.exp(MIN_NESTED_SPAN):.3g} apart, with more runs than step 1's curve has parameters per task, and 1 size "
     "above; or 2 such lengths below the middle of its range of tokens per parameter and 1 above"
-)  # what nested_splits asks, for the CLI and the report
+)  # what calibration_splits asks, for the CLI and the report
 AXES = ("size", "length")  # the nested splits, in the order they are fitted
 
 
@@ -141,7 +141,7 @@ class Calibration:
         )
 
 
-def nested_splits(ds: xr.Dataset, runs: list[str]) -> tuple[NestedSplit, ...]:
+def calibration_splits(ds: xr.Dataset, runs: list[str]) -> tuple[NestedSplit, ...]:
     """The ladder's nested splits (:func:`nested_split` of each axis in :data:`AXES`), those it has."""
     return tuple(split for axis in AXES if (split := nested_split(ds, runs, axis)) is not None)
 
@@ -155,8 +155,7 @@ def nested_split(ds: xr.Dataset, runs: list[str], axis: str = "size") -> NestedS
     chosen = ds.sel(run=runs)
     scale = np.log(chosen["n_params"].values)
     if axis == "length":
-        final = chosen["tokens"].max("checkpoint").values if "checkpoint" in chosen["tokens"].dims else chosen["tokens"]
-        scale = np.log(np.asarray(final, dtype=float)) - scale
+        scale = np.log(chosen["tokens"].max("checkpoint").values) - scale  # a run's final D per parameter
     label_of = np.array(list(map(str, chosen[axis].values)))
     position = {label: float(np.median(scale[label_of == label])) for label in dict.fromkeys(label_of)}
     labels = sorted(position, key=position.get)
@@ -176,8 +175,8 @@ def nested_split(ds: xr.Dataset, runs: list[str], axis: str = "size") -> NestedS
 def held_out_runs(ds: xr.Dataset, runs: list[str], split: NestedSplit) -> list[str]:
     """The runs a split predicts: those of its held-out sizes; on the length split, the runs of its held-out lengths
     whose sizes it fitted (a pure extrapolation in tokens per parameter)."""
-    label = {r: str(ds[split.axis].sel(run=r).values) for r in runs}
-    size = {r: str(ds["size"].sel(run=r).values) for r in runs}
+    label = dict(zip(runs, map(str, ds[split.axis].sel(run=runs).values)))
+    size = dict(zip(runs, map(str, ds["size"].sel(run=runs).values)))
     fitted_sizes = {size[r] for r in runs if label[r] in split.fitted}
     return [r for r in runs if label[r] in split.held_out and (split.axis == "size" or size[r] in fitted_sizes)]
 
@@ -189,7 +188,7 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
     that distance."""
     designs = list(config.designs)
     runs = config.check(ds)
-    splits = nested_splits(ds, runs)
+    splits = calibration_splits(ds, runs)
     kappa = {axis: {d: 0.0 for d in designs} for axis in AXES}
     if not splits:
         weights = {d: 1.0 / len(designs) for d in designs}
