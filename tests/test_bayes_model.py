@@ -304,7 +304,7 @@ def sharp_points(simulated):
         point = jittered_point(model, seed=9)
         point |= {
             "acc_size_scale_log__": np.log(0.5),
-            "size_residual_free": 0.5 * np.random.default_rng(9).standard_normal(point["size_residual_free"].shape),
+            "size_residual_z": np.random.default_rng(9).standard_normal(point["size_residual_z"].shape),
             "acc_jitter_log__": np.full(2, np.log(0.002)),
             "level_logit": np.array([0.0, 0.4]),  # 0.5 and 0.6 at the ladder's centre, floors half of that
             "floor_split": np.zeros(2),
@@ -401,7 +401,7 @@ def simulate_accuracy_from_the_model(data, design, model, values, size, n_params
         s2_count=np.full(points, data.final_count),
     )
     step2 = build_model(target_data, blocks=DESIGNS[design][-1:])
-    fixed = {rv.name: values[rv.name] for rv in step2.free_RVs if rv.name != "size_residual_free"}
+    fixed = {rv.name: values[rv.name] for rv in step2.free_RVs if rv.name != "size_residual_z"}
     at_point = pm.do(step2, fixed | {"size_residual": residual})
     return pm.draw(at_point["accuracy"], random_seed=seed, mode=FAST).reshape(k, len(tasks))
 
@@ -644,13 +644,13 @@ def test_a_constant_prior_fixes_a_value_and_a_distribution_frees_it(simulated):
     fixed = build_model(simulated, overrides)
     assert not {"trend_sigma", "acc_size_scale"} & {rv.name for rv in fixed.free_RVs}
     point = jittered_point(fixed, seed=14)
-    terms = model_terms(fixed, ["trend", "size_residual_free"], point)
+    terms = model_terms(fixed, ["trend"], point)
     # the trend's prior SD: its own 0.2 and the part of the sizes' residuals (SD 0.1) along ln N that it absorbs
     sd = np.hypot(0.2, 0.1 * np.sqrt(simulated.absorbed_covariance[1, 1]))
     np.testing.assert_allclose(terms["trend"], stats.norm(point["trend_mu"], sd).logpdf(point["trend"]))
-    np.testing.assert_allclose(
-        terms["size_residual_free"], stats.norm(0, 0.1).logpdf(point["size_residual_free"]), rtol=1e-9
-    )
+    # the sizes' residuals: SD 0.1 along every direction without a mean or a trend in ln N
+    residual = named_values(fixed, point)["size_residual"]
+    np.testing.assert_allclose(simulated.residual_basis.T @ residual, 0.1 * point["size_residual_z"], rtol=1e-9)
     learned = build_model(simulated, {"trend_sigma": Prior("HalfNormal", {"sigma": 0.1})})
     assert "trend_sigma" in {rv.name for rv in learned.free_RVs}
 
@@ -664,7 +664,7 @@ WITH_D = {"slope_d": ("task",), "log_beta_mu": None, "log_beta_sigma": None, "sp
           "beta": ("task",)}  # fmt: skip
 SHIFT_AND_FLOOR = {"level_logit": ("task",), "level": ("task",), "floor_split": ("task",), "floor": ("task",),
                    "floor_prior": None, "midpoint": ("task",), "acc_jitter": ("task",), "acc_size_scale": None,
-                   "size_residual_free": None, "size_residual": ("size", "task"), "accuracy": None}  # fmt: skip
+                   "size_residual_z": None, "size_residual": ("size", "task"), "accuracy": None}  # fmt: skip
 STEP2 = SHIFT_AND_FLOOR | {"log_k_mu": None, "log_k_sigma": None, "log_k": ("task",), "k": ("task",),
                            "trend_mu": None, "trend_sigma": None, "trend_sd": None, "trend": ("task",)}  # fmt: skip
 DIRECT = SHIFT_AND_FLOOR | {"log_alpha_mu": None, "log_alpha_sigma": None, "log_beta_mu": None,

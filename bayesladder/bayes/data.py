@@ -164,6 +164,9 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str], need_loss: bool =
             f"the dataset has no chance level for task(s) {', '.join(missing)}; add a 'chance' column when importing"
         )
     n_questions = ds["n_questions"].sel(task=tasks).values.astype(float)
+    unknown = np.isnan(n_questions)
+    if unknown.any():
+        n_questions[unknown] = infer_n_questions(ds, [t for t, u in zip(tasks, unknown) if u])
     s1_task = finals["task"].map(task_index).to_numpy()
     s1_loss = finals["task_loss"].to_numpy()
     s2_task, s2_loss = np.concatenate(s2["task"]), np.concatenate(s2["loss"])
@@ -177,7 +180,7 @@ def prepare(ds: xr.Dataset, runs: list[str], tasks: list[str], need_loss: bool =
         sizes=sizes,
         size_x=np.array([np.log(float(n_of_size[s])) for s in sizes]) - log_n_ref,
         chance=chance,
-        n_questions=np.where(np.isnan(n_questions), infer_n_questions(ds, tasks), n_questions),
+        n_questions=n_questions,
         log_n_ref=log_n_ref,
         log_d_ref=log_d_ref,
         loss_scale=loss_scale,

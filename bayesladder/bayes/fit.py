@@ -1,13 +1,8 @@
 """Fitting a design, and the fit as a file: an ArviZ DataTree in netCDF with its config in attrs.
 
 A design's blocks share no parameter (``bayes.model``), so each is sampled on its own with nutpie, on every
-core, with the mass-matrix adaptation its geometry needs: the small step-1 blocks have a few strongly
-correlated parameters (E, A and alpha of a task), which a low-rank mass matrix captures (15 leapfrog steps a
-draw, no divergences; a diagonal one took 29 and diverged); the step-2 blocks have many weakly correlated
-ones (a shift per size and task), where nutpie's low-rank adaptation costs more than it saves and a diagonal
-mass matrix estimated from the draws mixed best (R-hat <= 1.01 on the Gemstones ladder where the default
-gradient-based one reached 1.03). See ``BLOCK_SAMPLING``. The blocks' draws are then paired chain by chain and draw by draw: they are
-independent, so every pairing is a draw from the joint posterior.
+core, with the mass-matrix adaptation its geometry needs (``BLOCK_SAMPLING``). The blocks' draws are then paired chain
+by chain and draw by draw: they are independent, so every pairing is a draw from the joint posterior.
 
 A saved fit holds the posterior, the sampler statistics (with a ``block`` dimension), the data the model saw
 (observed_data, constant_data) and, in attrs, the configuration, the dataset's content hash and path, the
@@ -47,23 +42,31 @@ def fits_step1(design: str) -> bool:
     return any(block.startswith("loss") for block in DESIGNS[design])
 
 
-# How each block is sampled. The step-1 blocks are cheap (~20 points a task) but their exponents are weakly
-# identified on a ladder of few sizes (2 on a nested fit): they run 3x longer chains, thinned to the common
-# draw count, at a higher acceptance target (on the OLMo ladder's 190M/370M: R-hat 1.013-1.022 and ESS ~250
-# at 1000 draws; <= 1.005 and >= 650 with this, for 5 s). The step-2 blocks run 2x longer chains: the scale of
-# the sizes' own shifts mixes slowest (bulk ESS 360 of 4000 draws on all 19 Gemstones models, R-hat 1.018 on
-# their nested fit, seed 0). The single-step block runs at a higher acceptance target: fitted on the OLMo ladder's
-# 190M/370M with all tasks, it diverged on winogrande, still near chance there (its floor meets its level, where
-# the logit slope in N runs off to match a flat accuracy): 0, 3, 3 divergences at seeds 0-2 at 0.9; 0, 0, 0 and
-# 1 at seed 3 at 0.95. Sampling that slope in accuracy units would remove the funnel itself. The two-step accuracy
-# block too, since a new size's leverage made the trend's prior SD depend on the sizes' residual scale: on the
-# OLMo ladder with all tasks it diverged once at seed 1 at 0.9 (where several tasks' trends stood 2-3 SD high:
-# the trend trades off against the slope k in loss, which falls with N too).
+# How each block is sampled (nutpie's settings, and "thin": chains that many times longer, thinned to the draws asked,
+# and "min_target_accept"). Measured on the OLMo paper ladder (8 tasks, full ladder) and Gemstones (all 19 models, or
+# the 12 smallest of its nested fit), 4 chains x 1000 draws, 2 cores, seed 0 unless said:
+# * step 1 ("loss"): a few strongly correlated parameters a task (E, A and alpha), which a low-rank mass matrix
+#   captures (15 leapfrog steps a draw, no divergences; a diagonal one took 29 and diverged). Its exponents are weakly
+#   identified on a ladder of few sizes (2 on a nested fit): 3x longer chains at a higher acceptance target (on the
+#   OLMo ladder's 190M/370M: R-hat 1.013-1.022 and ESS ~250 at 1000 draws; <= 1.005 and >= 650 with this, for 5 s).
+# * step 2 ("accuracy"): each task's floor trades off against its steepness k and its trend (posterior correlations
+#   up to 0.93), which a diagonal mass matrix cannot follow: 59 leapfrog steps a draw on OLMo, 111 on Gemstones; a
+#   low-rank one 15 and 30, 3x and 1.4x faster. Its eigenvalue regularisation (mass_matrix_gamma) is raised from
+#   nutpie's 1e-5 to 1e-2: at 1e-5 the same 30 steps a draw took 50 s on Gemstones' 180 parameters instead of 5 s.
+# * single-step ("direct"): the same trade-off, but the low-rank mass matrix let one chain of four settle in a second
+#   mode of the tasks near their floor (Gemstones' 12 smallest, seeds 0-9: at 4, R-hat >= 1.48, 99-946 divergences in
+#   that chain); the diagonal one, estimated from the draws, found it at none (64 steps a draw).
+# Both step-2 blocks run at a higher acceptance target: the direct block diverged on winogrande near chance on the
+# OLMo ladder's 190M/370M (its floor meets its level, where the logit slope in N runs off to match a flat accuracy:
+# 0, 3, 3 divergences at seeds 0-2 at 0.9; 0, 0, 0 and 1 at seed 3 at 0.95), and the accuracy block once at seed 1
+# at 0.9 on the OLMo ladder with all tasks (the trend trades off against the slope k in loss, which falls with N).
+# Since the sizes' residuals are sampled non-centred (``model._size_residual``) no step-2 block needs longer chains:
+# bulk ESS >= 1100 of 4000 draws on OLMo and >= 800 on Gemstones' nested fit.
 BLOCK_SAMPLING = {
     "loss": {"adaptation": "low_rank", "thin": 3, "min_target_accept": 0.95},
     "loss_flops": {"adaptation": "low_rank", "thin": 3, "min_target_accept": 0.95},
-    "accuracy": {"adaptation": "draw_diag", "thin": 2, "min_target_accept": 0.95},
-    "direct": {"adaptation": "draw_diag", "thin": 2, "min_target_accept": 0.95},
+    "accuracy": {"adaptation": "low_rank", "mass_matrix_gamma": 1e-2, "thin": 1, "min_target_accept": 0.95},
+    "direct": {"adaptation": "draw_diag", "thin": 1, "min_target_accept": 0.95},
 }
 STUCK_STEP_RATIO = 0.1  # see stuck_chains
 RESAMPLE_SEED_OFFSET = 10_000  # a stuck block's second run: a seed no neighbouring --seed repeats
@@ -376,7 +379,7 @@ def sample_block(data: ModelData, block: str, config: FitConfig) -> xr.DataTree:
             progress_bar=False,
             save_warmup=False,
             target_accept=target_accept,
-            adaptation=settings["adaptation"],
+            **{name: value for name, value in settings.items() if name not in ("thin", "min_target_accept")},
         )
         thinned = slice(settings["thin"] - 1, None, settings["thin"])
         return xr.DataTree.from_dict(

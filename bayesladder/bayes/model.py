@@ -150,15 +150,20 @@ def _level_and_floor(data: ModelData, p, priors):
 
 def _size_residual(data: ModelData, p):
     """Each size's own step-2 shift around the trend, iid Normal(0, acc_size_scale) restricted to shifts without a
-    mean or a linear trend in ln N (data.residual_basis), which the level and the trend already carry."""
+    mean or a linear trend in ln N (data.residual_basis), which the level and the trend already carry.
+
+    Non-centred (standard normals times the scale): a size's residual is pinned by a few step-2 points a task (3 on
+    Gemstones), so sampled centred, the scale mixed slowest of every parameter (single-step, Gemstones' 12 smallest
+    models, seeds 0-9: bulk ESS 464-785 of 4000 draws, R-hat 1.011-1.014 at 2 seeds; non-centred: >= 1700, <= 1.004).
+    """
     import pymc as pm
     import pytensor.tensor as pt
 
     basis = data.residual_basis
     if basis.shape[1] == 0:
         return pm.Deterministic("size_residual", pt.zeros((len(data.sizes), len(data.tasks))), dims=("size", "task"))
-    free = pm.Normal("size_residual_free", 0.0, p["acc_size_scale"], shape=(basis.shape[1], len(data.tasks)))
-    return pm.Deterministic("size_residual", pt.dot(basis, free), dims=("size", "task"))
+    standard = pm.Normal("size_residual_z", 0.0, 1.0, shape=(basis.shape[1], len(data.tasks)))
+    return pm.Deterministic("size_residual", pt.dot(basis, p["acc_size_scale"] * standard), dims=("size", "task"))
 
 
 def _add_accuracy(data: ModelData, p, priors) -> None:
