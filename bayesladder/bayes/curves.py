@@ -120,11 +120,6 @@ def size_effect_given_residuals(total, n, noise_var, size_var):
 
 
 # ---------------------------------------------------------------- step 2: accuracy of a task loss
-def floor(logit_chance, offset, ops: Ops):
-    """The accuracy a model of no skill reaches: chance, shifted by a learned offset on the logit scale."""
-    return ops.sigmoid(logit_chance + offset)
-
-
 def floor_below(level, split, ops: Ops):
     """A floor under ``level`` (the accuracy at the task's mean step-2 loss): level * sigmoid(split).
 

@@ -127,13 +127,6 @@ def _accuracy_likelihood(data: ModelData, p, mean) -> None:
     pm.Normal("accuracy", mu=mean, sigma=sd, observed=data.s2_acc)
 
 
-def _floor(data: ModelData, p):
-    import pymc as pm
-
-    logit_chance = np.log(data.chance / (1 - data.chance))
-    return pm.Deterministic("floor", curves.floor(logit_chance, p["floor_offset"], curves.tensor_ops()), dims="task")
-
-
 def _level_and_floor(data: ModelData, p, priors):
     """Step 2's level (accuracy at the task's mean loss) and floor below it (see curves.floor_below)."""
     import pymc as pm
