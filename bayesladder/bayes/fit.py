@@ -60,12 +60,15 @@ def fits_step1(design: str) -> bool:
 # OLMo ladder's 190M/370M (its floor meets its level, where the logit slope in N runs off to match a flat accuracy:
 # 0, 3, 3 divergences at seeds 0-2 at 0.9; 0, 0, 0 and 1 at seed 3 at 0.95), and the accuracy block once at seed 1
 # at 0.9 on the OLMo ladder with all tasks (the trend trades off against the slope k in loss, which falls with N).
-# Since the sizes' residuals are sampled non-centred (``model._size_residual``) no step-2 block needs longer chains:
-# bulk ESS >= 1100 of 4000 draws on OLMo and >= 800 on Gemstones' nested fit.
+# The sizes' residuals are sampled non-centred (``model._size_residual``), so the single-step block needs no longer
+# chains (bulk ESS >= 900 of 4000 draws on the issue's five ladders, seeds 0-2). The accuracy block runs 2x longer
+# ones: with the low-rank mass matrix a task's measurement jitter mixes slowest, and unthinned it reached R-hat
+# 1.011-1.013 (OLMo, seeds 0 and 1: one nested fit left arc_challenge out of the calibration for it); thinned, its
+# bulk and tail ESS were >= 999 there.
 BLOCK_SAMPLING = {
     "loss": {"adaptation": "low_rank", "thin": 3, "min_target_accept": 0.95},
     "loss_flops": {"adaptation": "low_rank", "thin": 3, "min_target_accept": 0.95},
-    "accuracy": {"adaptation": "low_rank", "mass_matrix_gamma": 1e-2, "thin": 1, "min_target_accept": 0.95},
+    "accuracy": {"adaptation": "low_rank", "mass_matrix_gamma": 1e-2, "thin": 2, "min_target_accept": 0.95},
     "direct": {"adaptation": "draw_diag", "thin": 1, "min_target_accept": 0.95},
 }
 STUCK_STEP_RATIO = 0.1  # see stuck_chains
