@@ -439,11 +439,11 @@ def test_a_failed_r_hat_names_the_parameter_to_look_at(loaded_fit):
 
     strict = diagnostics.diagnose(loaded_fit)
     [failure] = [f for f in strict.failures if f.startswith("R-hat")]
+    assert failure.endswith(f"({strict.worst_rhat_parameter})")
     design, entry = strict.worst_rhat_parameter.split(": ")
-    name, task = entry.rstrip("]").split("[")
-    assert failure.endswith(f"({design}: {name}[{task}])")
-    rhat = az.rhat(loaded_fit.designs[design].posterior[[name]])[name].sel(task=task)
-    assert float(rhat) == pytest.approx(strict.max_rhat)
+    name, _, task = entry.rstrip("]").partition("[")  # which parameter is worst depends on the draws
+    rhat = az.rhat(loaded_fit.designs[design].posterior[[name]])[name]
+    assert float(rhat.sel(task=task) if task else rhat) == pytest.approx(strict.max_rhat)
 
 
 def test_a_fit_of_one_chain_has_no_r_hat_and_names_no_parameter(loaded_fit):

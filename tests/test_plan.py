@@ -98,7 +98,7 @@ def test_an_update_that_rests_on_one_draw_gives_a_width_flagged_by_its_ess(simul
     rungs = _candidates(ds, fitted, [("640M=6.4e8", "10xC=1.28e11"), ("160M", "10xC"), ("2B=2e9", "10xC=4e11")])
     after = Preposterior(fitted, TARGET, outcomes=16, max_draws=2).evaluate(rungs)
     assert np.isfinite(after.widths).all() and 0 < after.width < Preposterior(fitted, TARGET, **FAST).evaluate().width
-    assert after.ess.min() == pytest.approx(1.0)
+    assert after.ess.min() == pytest.approx(1.0, abs=1e-3)  # the other draw's weight is ~1e-6, not always 0
 
 
 def test_a_new_size_nearer_the_target_narrows_its_own_deviation_more(simulated_fit):
