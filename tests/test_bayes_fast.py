@@ -455,6 +455,17 @@ def test_a_fit_of_one_chain_has_no_r_hat_and_names_no_parameter(loaded_fit):
     assert math.isnan(checked["max_rhat"]) and checked["worst_rhat_parameter"] == ""
 
 
+def test_nested_fits_of_one_chain_have_no_r_hat_and_diagnose_names_no_parameter(loaded_fit):
+    """compare and backtest --subsets refit with one chain, nested backtest included: every nested R-hat is NaN,
+    and finding the worst one crashed them under pandas 3 ('Encountered all NA values')."""
+    from dataclasses import replace
+
+    scores = loaded_fit.calibration.scores.assign(max_rhat=float("nan"))
+    one_chain = replace(loaded_fit, calibration=replace(loaded_fit.calibration, scores=scores))
+    checked = diagnostics.diagnose(one_chain)
+    assert math.isnan(checked.nested_max_rhat) and checked.nested_worst_rhat_parameter == ""
+
+
 # --- backtest ----------------------------------------------------------------------------------------
 
 BACKTEST_LENGTHS = ["1xC", "2xC", "5xC", "10xC"]

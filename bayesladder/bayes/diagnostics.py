@@ -301,8 +301,9 @@ def _at(parameter: str) -> str:
 
 
 def _worst_nested(scores) -> str:
-    """The nested fits' parameter of largest R-hat ('' in a fit file made before it was recorded)."""
-    if "worst_rhat_parameter" not in scores:
+    """The nested fits' parameter of largest R-hat ('' in a fit file made before it was recorded, or where no nested
+    fit has an R-hat: fits of one chain, as compare and backtest --subsets make)."""
+    if "worst_rhat_parameter" not in scores or scores["max_rhat"].isna().all():
         return ""
     return str(scores.loc[scores["max_rhat"].idxmax(), "worst_rhat_parameter"])
 
