@@ -22,7 +22,7 @@ from typer.exceptions import Abort, TyperException
 
 from bayesladder.bayes.diagnostics import Thresholds
 from bayesladder.bayes.fit import FitConfig
-from bayesladder.bayes.stacking import NO_SPLIT
+from bayesladder.bayes.stacking import AXES, NO_SPLIT, describe_weights
 from bayesladder.errors import BayesLadderError
 from bayesladder.files import atomic_write_bytes, check_writable
 
@@ -307,11 +307,18 @@ DesignsOption = Annotated[
 
 
 def describe_calibration(fitted) -> str:
-    """One line: the designs' weights and discrepancy scales, and the nested backtests they came from."""
+    """One line: the designs' weights per direction and discrepancy scales, and the nested backtests they came from."""
     calibration = fitted.calibration
+    size_weights, length_weights = (calibration.weights[axis] for axis in AXES)
+
+    def weights(d: str) -> str:
+        if size_weights == length_weights:
+            return f"{size_weights[d]:.2f}"
+        return f"{size_weights[d]:.2f} in N, {length_weights[d]:.2f} in tokens per parameter"
+
     parts = ", ".join(
-        f"{d} {calibration.weights[d]:.2f} (kappa {calibration.kappa[d]:.2f} in N, "
-        f"{calibration.kappa_d[d]:.2f} in tokens per parameter)"
+        f"{d} {weights(d)} (kappa {calibration.kappa[d]:.2f} in N, {calibration.kappa_d[d]:.2f} in tokens per "
+        "parameter)"
         for d in fitted.config.designs
     )
     if not calibration.splits:
@@ -320,7 +327,8 @@ def describe_calibration(fitted) -> str:
     return (
         f"designs stacked by the nested backtest ({'; '.join(split.describe() for split in calibration.splits)}"
         + (f"; without {', '.join(left_out)}, whose nested fits failed their checks" if left_out else "")
-        + f"): {parts}; kappa = added logit SD per e-fold beyond the ladder"
+        + f"): {parts}; a target mixes each direction's weights by its e-folds beyond the ladder in it; kappa = "
+        "added logit SD per e-fold beyond the ladder"
     )
 
 
@@ -510,9 +518,11 @@ def predict(
     ok = _trust(fitted, fit_file)
     beyond = _extrapolation(fitted.extent(), spec)
     note(describe_calibration(fitted))
+    weights = fitted.weights_at(spec.n_params, spec.tokens)
+    note(f"designs' weights for {spec.name}: {describe_weights(weights)}")
     if as_json:
-        weights = {f"weight_{d}": w for d, w in fitted.calibration.weights.items()}
-        output.emit(table.assign(target=spec.name, **beyond.record(), diagnostics_ok=ok, **weights), True)
+        columns = {f"weight_{d}": w for d, w in weights.items()}
+        output.emit(table.assign(target=spec.name, **beyond.record(), diagnostics_ok=ok, **columns), True)
         return
     shown = table[["task"]].assign(
         loss=table["loss_median"].map("{:.3f}".format),
@@ -760,10 +770,12 @@ def show_backtest(table, summary) -> None:
         CRPS=summary["mean_crps"].map(output.points),
         **{"paper MAE": summary["baseline_mae"].map(output.points)},
     )
+    designs = [c.removeprefix("weight_") for c in summary if c.startswith("weight_")]
+    shown["weights"] = ["/".join(f"{w:.2f}" for w in row) for row in summary[[f"weight_{d}" for d in designs]].values]
     output.table(
         shown,
-        title=f"Summary (in points; coverage and width of the 90% intervals; the fit's max R-hat "
-        f"{summary['max_rhat'].max():.3f})",
+        title=f"Summary (in points; coverage and width of the 90% intervals; weights of {', '.join(designs)}; the "
+        f"fit's max R-hat {summary['max_rhat'].max():.3f})",
     )
 
 

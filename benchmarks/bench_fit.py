@@ -33,6 +33,7 @@ def main() -> None:
     from bayesladder import baseline, ladder, schema
     from bayesladder.bayes.diagnostics import convergence, diagnose
     from bayesladder.bayes.fit import FitConfig, fit, fit_design
+    from bayesladder.bayes.stacking import AXES
     from bayesladder.importers import olmo_ladder
 
     if args.data is None:
@@ -75,8 +76,10 @@ def main() -> None:
         f"{full.nested_max_rhat:.4f} min ESS {full.nested_min_ess:.0f} divergences {full.nested_divergences}"
         + (f"; FAILED: {'; '.join(full.failures)}" if full.failures else "")
     )
-    weights = ", ".join(f"{d} {w:.2f}" for d, w in fitted.calibration.weights.items())
     calibration = fitted.calibration
+    weights = "; ".join(
+        f"{axis} split: " + ", ".join(f"{d} {w:.2f}" for d, w in calibration.weights[axis].items()) for axis in AXES
+    )
     kappa = ", ".join(f"{d} {calibration.kappa[d]:.3f} / {calibration.kappa_d[d]:.3f}" for d in calibration.kappa)
     print(f"stacking weights: {weights}; kappa in N / in tokens per parameter: {kappa}")
 

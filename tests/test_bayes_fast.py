@@ -113,7 +113,8 @@ def test_fit_file_is_a_datatree_with_config_hash_and_version(fit_file, olmo_ladd
         {"axis": "size", "fitted": ["190M", "370M"], "held_out": ["760M", "1B"]},
         {"axis": "length", "fitted": ["1xC", "2xC"], "held_out": ["5xC", "10xC"]},
     ]
-    assert sum(calibration["weights"].values()) == pytest.approx(1.0)
+    assert set(calibration["weights"]) == {"size", "length"}  # a set of weights per direction of extrapolation
+    assert all(sum(weights.values()) == pytest.approx(1.0) for weights in calibration["weights"].values())
     assert all(k >= 0 for k in [*calibration["kappa"].values(), *calibration["kappa_d"].values()])
     assert attrs["bayesladder_version"] == bayesladder.__version__
     assert attrs["data_hash"] == schema.content_hash(olmo_ladder_ds)

@@ -162,7 +162,7 @@ def calibration_runs() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         calibration = fitted.calibration
         ladder_rows.append(
             dict(seed=seed, mean_trend=np.mean(list(trends.values())), max_rhat=rhat, divergences=divergences,
-                 **{f"weight {d}": w for d, w in calibration.weights.items()},
+                 **{f"weight {d}": w for d, w in calibration.weights["size"].items()},  # the targets lie beyond in N
                  **{f"kappa {d}": k for d, k in calibration.kappa.items()})
         )  # fmt: skip
     targets = pd.DataFrame(targets_rows).assign(

@@ -17,7 +17,7 @@ from bayesladder.bayes.fit import FitConfig, LadderFit, fit_design
 from bayesladder.bayes.plan import COLUMNS, plan, resolve_candidates, simulated_run
 from bayesladder.bayes.predict import components, predictive_draws
 from bayesladder.bayes.preposterior import Preposterior, expected_crps
-from bayesladder.bayes.stacking import Calibration
+from bayesladder.bayes.stacking import AXES, Calibration
 from bayesladder.combine import add_evaluations
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import LadderSelection
@@ -41,7 +41,11 @@ def simulated_fit():
                        tune=200)  # fmt: skip
     design = fit_design(ds, config, "two-step")
     calibration = Calibration(
-        (), {"two-step": 1.0}, {"two-step": KAPPA}, {"two-step": 0.0}, pd.DataFrame({"design": ["two-step"]})
+        (),
+        {axis: {"two-step": 1.0} for axis in AXES},
+        {"two-step": KAPPA},
+        {"two-step": 0.0},
+        pd.DataFrame({"design": ["two-step"]}),
     )
     fitted = LadderFit(tree=_tree(design), config=config, data_hash="", calibration=calibration)
     return ds, fitted

@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
 from bayesladder.bayes.fit import FitConfig
 from bayesladder.bayes.predict import Components
 from bayesladder.bayes.stacking import (
+    Calibration,
     calibration_splits,
     discrepancy_scale,
     held_out_runs,
@@ -56,25 +58,30 @@ def test_stacking_weights_favour_the_design_that_scores_better_without_dropping_
     rng = np.random.default_rng(3)
     better = rng.uniform(1.0, 3.0, 40)
     densities = np.column_stack([better, 0.5 * better])
-    weights = stacking_weights([(densities, 4)])
+    weights = stacking_weights(densities, 4)
     assert weights.sum() == pytest.approx(1.0)
     assert 0.5 < weights[0] < 0.95  # 4 independent units: the Dirichlet(2) prior keeps the other design in
-    np.testing.assert_allclose(stacking_weights([(np.column_stack([better, better]), 4)]), [0.5, 0.5], atol=1e-3)
-    assert stacking_weights([(densities, None)])[0] > weights[0]  # 40 independent points say more than 4
+    np.testing.assert_allclose(stacking_weights(np.column_stack([better, better]), 4), [0.5, 0.5], atol=1e-3)
+    assert stacking_weights(densities, None)[0] > weights[0]  # 40 independent points say more than 4
 
 
-def test_stacking_weights_add_the_splits_scores():
-    """A design that scores better on one split and as well on the other gains weight from the first only: the
-    second, where the designs tie, leaves the weights where the first put them; one that loses on the second
-    loses weight."""
-    rng = np.random.default_rng(4)
-    better = rng.uniform(1.0, 3.0, 40)
-    sizes = (np.column_stack([0.5 * better, better]), 4)  # the second design better on the size split
-    tie = (np.column_stack([better, better]), 2)
-    worse = (np.column_stack([better, 0.1 * better]), 2)  # ... and much worse on the length split
-    alone = stacking_weights([sizes])
-    np.testing.assert_allclose(stacking_weights([sizes, tie]), alone, atol=1e-3)
-    assert stacking_weights([sizes, worse])[1] < 0.5 < alone[1]
+def test_a_target_is_weighted_by_the_split_that_extrapolated_in_its_direction():
+    """On OLMo's paper ladder the single-step design extrapolates better in N, the two-step design in tokens per
+    parameter: a bigger target at the ladder's lengths takes the size split's weights, a longer-trained one at its
+    sizes the length split's, one beyond in both lies between by its distance in each, one inside the ladder
+    halfway."""
+    size = stacking_weights(np.column_stack([np.full(32, 1.0), np.full(32, 2.0)]), 2)  # single-step better in N
+    length = stacking_weights(np.column_stack([np.full(32, 2.0), np.full(32, 0.5)]), 2)  # two-step better in D
+    designs = ("two-step", "single-step")
+    calibration = Calibration(
+        (), {"size": dict(zip(designs, size)), "length": dict(zip(designs, length))}, {}, {}, pd.DataFrame()
+    )
+    two_step = {efolds: calibration.weights_at(efolds)["two-step"] for efolds in [(1.7, 0), (0, 1.0), (1.0, 1.0),
+                                                                               (0, 0)]}  # fmt: skip
+    assert two_step[(1.7, 0)] == pytest.approx(size[0]) and size[0] < 0.5
+    assert two_step[(0, 1.0)] == pytest.approx(length[0]) and length[0] > 0.5
+    assert two_step[(1.0, 1.0)] == pytest.approx(0.5 * (size[0] + length[0])) == two_step[(0, 0)]
+    assert sum(calibration.weights_at((1.7, 1.0)).values()) == pytest.approx(1.0)
 
 
 def ladder(sizes: dict[str, float], multipliers=(1, 2, 5, 10)) -> xr.Dataset:

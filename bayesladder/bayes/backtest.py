@@ -98,7 +98,8 @@ def holdout_runs(ds: xr.Dataset, config: FitConfig, sizes: list[str]) -> list[st
 
 def score(fitted: LadderFit, ds: xr.Dataset, runs: list[str], seed: int = 0) -> pd.DataFrame:
     """:func:`prediction_rows` of the fit for ``runs``, with the paper's point fit on the same ladder beside it,
-    and each run's distance beyond the ladder (``Extrapolation.record``)."""
+    each run's distance beyond the ladder (``Extrapolation.record``) and the designs' weights for it (``weight_``
+    and the design's name)."""
     tasks = list(fitted.config.tasks)
     try:
         point_fits = baseline.fit(ds, select_runs(ds, fitted.config.selection), tasks)
@@ -110,9 +111,15 @@ def score(fitted: LadderFit, ds: xr.Dataset, runs: list[str], seed: int = 0) -> 
 
     table = prediction_rows(ds, runs, tasks, predict, point_fits)
     extent = fitted.extent()
-    far = {run: beyond(extent, *_n_and_d(ds, run)) for run in runs}
-    flags = pd.DataFrame.from_dict({run: beyond.record() for run, beyond in far.items()}, orient="index")
+    flags = pd.DataFrame.from_dict(
+        {run: beyond(extent, *_n_and_d(ds, run)).record() | _weight_columns(fitted, ds, run) for run in runs},
+        orient="index",
+    )
     return table.join(flags, on="run")
+
+
+def _weight_columns(fitted: LadderFit, ds: xr.Dataset, run: str) -> dict[str, float]:
+    return {f"weight_{design}": w for design, w in fitted.weights_at(*_n_and_d(ds, run)).items()}
 
 
 def _n_and_d(ds: xr.Dataset, run: str) -> tuple[float, float]:
@@ -159,14 +166,15 @@ def run_backtest(ds: xr.Dataset, config: FitConfig, holdout_sizes: list[str], pr
     """Fit on the ladder (held-out sizes excluded) and score every held-out run.
 
     Returns (fit, rows, summary); the summary's every row carries the refit's max R-hat, divergences and
-    whether it passed its diagnostics (``refit_checks``), and the designs' stacking weights."""
+    whether it passed its diagnostics (``refit_checks``); a run's row, the designs' weights for it (the row over all:
+    their mean)."""
     config = without_sizes(ds, config, holdout_sizes)
     runs = holdout_runs(ds, config, holdout_sizes)
     fitted = fit(ds, config, progress=progress)
     table = score(fitted, ds, runs, seed=config.seed)
     checks = refit_checks(fitted)
-    weights = {f"weight_{design}": w for design, w in fitted.calibration.weights.items()}
-    summary = summarise(table).assign(**checks, **weights)
+    weights = table.groupby("run", sort=False)[[f"weight_{design}" for design in fitted.designs]].first()
+    summary = summarise(table).assign(**checks).join(weights, on="run").fillna(weights.mean())
     return fitted, table.assign(diagnostics_ok=checks["diagnostics_ok"]), summary
 
 

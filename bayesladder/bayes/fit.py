@@ -29,7 +29,7 @@ from bayesladder.errors import BayesLadderError
 from bayesladder.extrapolation import Extent
 from bayesladder.ladder import LadderSelection, check_sizes, check_tasks, select_runs
 
-MODEL_VERSION = "bayesladder-v3"
+MODEL_VERSION = "bayesladder-v4"  # v4: stacking weights per direction of extrapolation
 DESIGNS: dict[str, tuple[str, ...]] = {
     "two-step": ("loss", "accuracy"),
     "flops-step1": ("loss_flops", "accuracy"),
@@ -217,6 +217,11 @@ class LadderFit:
         """What the fit did beyond sampling each model once: the blocks it sampled again (:meth:`resampled`) and the
         tasks its nested backtest left out (``Calibration.left_out_notes``)."""
         return self.resampled() + self.calibration.left_out_notes()
+
+    def weights_at(self, n_params: float, tokens: float) -> dict[str, float]:
+        """The designs' stacking weights for a target of ``n_params`` trained on ``tokens``
+        (``Calibration.weights_at`` at its distance beyond the ladder)."""
+        return self.calibration.weights_at(self.extent().efolds_beyond(n_params, tokens))
 
     @property
     def primary(self) -> DesignFit:

@@ -187,8 +187,9 @@ def predictive_draws(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(loss, accuracy) draws of a target from a :class:`~bayesladder.bayes.fit.LadderFit`, each (samples, tasks).
 
-    Accuracy: every fitted design's draws in proportion to its stacking weight, each widened by its discrepancy
-    at the target's distance beyond the ladder in N and in tokens per parameter (``Calibration.shift_sd``). Loss: the
+    Accuracy: every fitted design's draws in proportion to its stacking weight at the target's distance beyond the
+    ladder (``Calibration.weights_at``), each widened by its discrepancy at that distance in N and in tokens per
+    parameter (``Calibration.shift_sd``). Loss: the
     draws of the designs that model it, in proportion to their weights among themselves.
     """
     rng = np.random.default_rng(seed)
@@ -199,9 +200,10 @@ def predictive_draws(
         parts = components(design.posterior, design.data, name, n_params, tokens, size, seed, max_draws)
         sampled[name] = parts.sample(rng, calibration.shift_sd(name, efolds))
     total = min(acc.shape[0] for _, acc in sampled.values())
-    acc = _mixture({name: draws[1] for name, draws in sampled.items()}, calibration.weights, total, rng)
+    weights = calibration.weights_at(efolds)
+    acc = _mixture({name: draws[1] for name, draws in sampled.items()}, weights, total, rng)
     with_loss = {name: draws[0] for name, draws in sampled.items() if not np.isnan(draws[0]).all()}
-    loss = _mixture(with_loss, calibration.weights, total, rng) if with_loss else np.full(acc.shape, np.nan)
+    loss = _mixture(with_loss, weights, total, rng) if with_loss else np.full(acc.shape, np.nan)
     return loss, acc
 
 

@@ -22,16 +22,20 @@ On each split's held-out values:
   maximum is biased up: on 12 simulated ladders where the model is the truth the size split's came out 0.05-0.21
   on 8 and made 90% intervals 3x and 10x beyond the ladder cover 98% of targets; its tempered gain there was at
   most 0.76, and on the real dev splits 0 (OLMo), 0.10 (Gemstones) and 0.52 (the micro ladder).
-* the designs' **stacking weights** (Yao, Vehtari, Simpson and Gelman 2018): the mixture weights that maximise
-  the held-out log score of the designs' predictions combined, both splits' scores added, with two safeguards for
-  how little a nested split says. The held-out values of a size (of a length, on the length split) share its
-  deviation across tasks and runs, so each split's log score is tempered to the number of its held-out sizes (or
-  lengths) (a power of groups / values), and the weights get a Dirichlet(2) prior. Unregularised, stacking put all
-  weight on one design on every size split tried (OLMo: single-step; Gemstones: two-step), and the full ladder's
-  predictions were worse than an even mixture on 4 of 5 dev splits (OLMo's 10-task 3B backtest: MAE 1.48 and 31
-  of 40 covered by single-step alone, 1.34 and 36 of 40 mixed). Weighted on the size split alone, the designs came
-  out about even on the paper ladder, blind to the single-step design's misses in D: on its length cut 1xC-2xC ->
-  5xC, 10xC it covered 25 of 64 held-out values, the two-step design 50.
+* the designs' **stacking weights** (Yao, Vehtari, Simpson and Gelman 2018) per split: the mixture weights that
+  maximise the split's held-out log score of the designs' predictions combined, with two safeguards for how little
+  a nested split says. The held-out values of a size (of a length, on the length split) share its deviation across
+  tasks and runs, so the log score is tempered to the number of held-out sizes (or lengths) (a power of groups /
+  values), and the weights get a Dirichlet(2) prior. Unregularised, stacking put all weight on one design on every
+  size split tried (OLMo: single-step; Gemstones: two-step), and the full ladder's predictions were worse than an
+  even mixture on 4 of 5 dev splits (OLMo's 10-task 3B backtest: MAE 1.48 and 31 of 40 covered by single-step
+  alone, 1.34 and 36 of 40 mixed). A target takes each split's weights in proportion to its distance beyond the
+  ladder in that split's direction (:meth:`Calibration.weights_at`): a design can extrapolate better in one
+  direction than the other. On the paper ladder the size split favours the single-step design and the length split
+  the two-step design (on its length cut 1xC-2xC -> 5xC, 10xC the single-step design covered 25 of 64 held-out
+  values, the two-step design 50); one set of weights from both splits' scores added moved a target beyond the
+  ladder in N alone towards the design the size split disfavoured (OLMo 190M-1B -> 3B, 10 tasks: MAE 1.46 at
+  seeds 0-2, against 1.30 with the size split's weights).
 
 The log score of a held-out value uses each posterior draw's mean accuracy and its measurement SD widened by the
 discrepancy (``predict.Components``): mean over draws of Normal densities.
@@ -91,7 +95,9 @@ class Calibration:
     """What the nested backtests decided, and the per-split, per-design scores it was decided on."""
 
     splits: tuple[NestedSplit, ...]
-    weights: dict[str, float]
+    weights: dict[str, dict[str, float]]  # per direction (an axis of AXES: "size" extrapolates in N, "length" in
+    # tokens per parameter), per design: the stacking weights of that axis's split (the other split's where the
+    # ladder lacks it, equal parts where it has neither)
     kappa: dict[str, float]  # per design: logit SD per e-fold of N beyond the ladder's largest size
     kappa_d: dict[str, float]  # per design: logit SD per e-fold of tokens per parameter beyond its longest-trained run
     scores: pd.DataFrame  # per split and design: kappa (that split's), log score, MAE, 90% coverage; its nested fit's
@@ -103,6 +109,16 @@ class Calibration:
         (``Extent.efolds_beyond``): each split's kappa times its distance, added in quadrature."""
         n_efolds, per_param_efolds = efolds
         return float(np.hypot(self.kappa[design] * n_efolds, self.kappa_d[design] * per_param_efolds))
+
+    def weights_at(self, efolds: tuple[float, float]) -> dict[str, float]:
+        """The designs' weights for a target ``efolds`` (of N, of tokens per parameter) beyond the ladder: each
+        direction's weights in proportion to the target's distance in it (a target inside the ladder in both: in
+        equal parts). A design can extrapolate better in one direction than the other (on OLMo's paper ladder the
+        single-step design in N, the two-step design in tokens per parameter; see the module docstring)."""
+        shares = np.asarray(efolds, dtype=float)
+        shares = shares / shares.sum() if shares.sum() > 0 else np.full(len(AXES), 1.0 / len(AXES))
+        designs = self.weights[AXES[0]]
+        return {d: float(sum(share * self.weights[axis][d] for share, axis in zip(shares, AXES))) for d in designs}
 
     def left_out(self) -> list[str]:
         """The tasks left out of the calibration (by any design's nested fit), each once."""
@@ -139,6 +155,11 @@ class Calibration:
             kappa_d=dict(record["kappa_d"]),
             scores=pd.DataFrame.from_records(record["scores"]),
         )
+
+
+def describe_weights(weights: dict[str, float]) -> str:
+    """E.g. 'two-step 0.62, single-step 0.38'."""
+    return ", ".join(f"{design} {w:.2f}" for design, w in weights.items())
 
 
 def calibration_splits(ds: xr.Dataset, runs: list[str]) -> tuple[NestedSplit, ...]:
@@ -183,24 +204,23 @@ def held_out_runs(ds: xr.Dataset, runs: list[str], split: NestedSplit) -> list[s
 
 def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
     """Fit every design of ``config`` on the fitted part of each nested split, score it on the held-out runs, and
-    derive each design's kappa per split and the stacking weights from both splits' scores. A ladder with no nested
-    split gives every design the same weight (the weights' prior mean) and kappa 0; a split it lacks, kappa 0 for
-    that distance."""
+    derive each design's kappa and the stacking weights per split. A ladder with no nested split gives every design
+    the same weight (the weights' prior mean) and kappa 0; a split it lacks, kappa 0 for that distance and the other
+    split's weights."""
     designs = list(config.designs)
     runs = config.check(ds)
     splits = calibration_splits(ds, runs)
     kappa = {axis: {d: 0.0 for d in designs} for axis in AXES}
-    if not splits:
-        weights = {d: 1.0 / len(designs) for d in designs}
-        return Calibration((), weights, kappa["size"], kappa["length"], pd.DataFrame({"design": designs}))
-    blocks, rows = [], []
+    weights, rows = {}, []
     for split in splits:
         densities, split_rows = _score_split(ds, config, runs, split, progress)
-        blocks.append((np.column_stack([densities[d].ravel() for d in designs]), len(split.held_out)))
+        block = np.column_stack([densities[d].ravel() for d in designs])
+        weights[split.axis] = {d: float(w) for d, w in zip(designs, stacking_weights(block, len(split.held_out)))}
         kappa[split.axis] = {row["design"]: row["kappa"] for row in split_rows}
-        rows += split_rows
-    weights = {d: float(w) for d, w in zip(designs, stacking_weights(blocks))}
-    scores = pd.DataFrame.from_records(rows).assign(weight=lambda t: t["design"].map(weights))
+        rows += [dict(row, weight=weights[split.axis][row["design"]]) for row in split_rows]
+    known = list(weights.values()) or [{d: 1.0 / len(designs) for d in designs}]
+    weights = {axis: weights.get(axis, known[0]) for axis in AXES}
+    scores = pd.DataFrame.from_records(rows) if rows else pd.DataFrame({"design": designs})
     return Calibration(splits, weights, kappa["size"], kappa["length"], scores)
 
 
@@ -339,21 +359,20 @@ def tempering(units: int, points: int) -> float:
     return units / points
 
 
-def stacking_weights(blocks: list[tuple[np.ndarray, int | None]]) -> np.ndarray:
-    """Weights on the simplex maximising the held-out log scores, each block's tempered, plus a
-    Dirichlet(:data:`DIRICHLET`) prior: sum over blocks of (units / points) sum_i log(sum_k w_k densities[i, k]),
-    plus (DIRICHLET - 1) sum_k log w_k. Each block: (densities (points, designs) of one nested split, how many
-    independent groups its points come from; None: every point on its own)."""
-    k = blocks[0][0].shape[1]
+def stacking_weights(densities: np.ndarray, units: int | None) -> np.ndarray:
+    """Weights on the simplex maximising one nested split's held-out log score, tempered, plus a
+    Dirichlet(:data:`DIRICHLET`) prior: (units / points) sum_i log(sum_k w_k densities[i, k]) + (DIRICHLET - 1)
+    sum_k log w_k. ``densities``: (points, designs); ``units``: how many independent groups its points come from
+    (None: every point on its own)."""
+    points, k = densities.shape
     if k == 1:
         return np.ones(1)
-    tempers = [tempering(units or len(densities), len(densities)) for densities, units in blocks]
+    temper = tempering(units or points, points)
 
     def negative(logits):
         w = np.exp(logits - logits.max())
         w /= w.sum()
-        scores = sum(t * float(np.log(densities @ w).sum()) for t, (densities, _) in zip(tempers, blocks))
-        return -(scores + (DIRICHLET - 1) * float(np.log(w).sum()))
+        return -(temper * float(np.log(densities @ w).sum()) + (DIRICHLET - 1) * float(np.log(w).sum()))
 
     best = minimize(negative, np.zeros(k), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-8})
     w = np.exp(best.x - best.x.max())

@@ -21,7 +21,7 @@ from bayesladder.bayes.data import with_replicates
 from bayesladder.bayes.diagnostics import Diagnostics, Thresholds, checks, diagnose
 from bayesladder.bayes.fit import LadderFit
 from bayesladder.bayes.predict import predictive_draws
-from bayesladder.bayes.stacking import KAPPA_EVIDENCE, NO_SPLIT
+from bayesladder.bayes.stacking import KAPPA_EVIDENCE, NO_SPLIT, describe_weights
 from bayesladder.errors import BayesLadderError
 from bayesladder.ladder import resolve_target, select_runs
 from bayesladder.report import figures
@@ -97,6 +97,7 @@ def build(
     base_fits, base_note = _baseline(ds, runs, tasks)
     extent = fitted.extent()
     beyond = {s.name: extrapolation.beyond(extent, s.target.n_params, s.target.tokens) for s in specs}
+    weights = {s.name: fitted.weights_at(s.target.n_params, s.target.tokens) for s in specs}
     predictions = headline_table(ds, tasks, specs, draws, base_fits, beyond)
     loss_design = fitted.designs.get("two-step")
     progress("checking the diagnostics")
@@ -111,7 +112,7 @@ def build(
     noisy = set(variance_table.loc[variance_table["noisy"], "task"]) if variance_table is not None else set()
     progress("drawing the figures")
     sections = [
-        predictions_section(predictions, specs, beyond, noisy, base_note, fitted.data.loss_units),
+        predictions_section(predictions, specs, beyond, weights, noisy, base_note, fitted.data.loss_units),
         Section(
             "chained",
             "Chained prediction",
@@ -182,10 +183,13 @@ def designs_section(fitted: LadderFit) -> Section:
         "discrepancy scale kappa on each split (logits per e-fold beyond the fitted part: of N on the size split, "
         "of tokens per parameter on the length split) is what its intervals needed beyond their own width to score "
         f"best on those held-out values, kept only where it gained at least {KAPPA_EVIDENCE:g} nat of the tempered "
-        "log score (kappa_gain); its weight is its share in the stacked prediction (the mixture that scored best on "
-        "the splits together, each tempered to the number of its held-out sizes or lengths, with a Dirichlet(2) "
-        "prior). Predictions mix the designs' draws by these weights, each widened by its kappas times the target's "
-        "e-folds beyond the ladder's largest size and its longest-trained run (added in quadrature)."
+        "log score (kappa_gain); its weight on each split is its share in the mixture that scored best on that "
+        "split's held-out values (tempered to the number of its held-out sizes or lengths, with a Dirichlet(2) "
+        "prior): a design can extrapolate better in N than in tokens per parameter. A target's prediction mixes the "
+        "designs' draws by the two splits' weights in proportion to its e-folds beyond the ladder's largest size and "
+        "its longest-trained run (a split the ladder lacks takes the other's weights), each design widened by its "
+        "kappas times those e-folds (added in quadrature); each target's table under Target predictions gives its "
+        "weights."
     )
     notes = calibration.left_out_notes()
     if notes:
@@ -206,7 +210,7 @@ def headline_table(ds, tasks, specs, draws, base_fits, beyond) -> pd.DataFrame:
     return rows.join(flags, on="target")
 
 
-def predictions_section(predictions, specs, beyond, noisy, base_note, loss_units: str) -> Section:
+def predictions_section(predictions, specs, beyond, weights, noisy, base_note, loss_units: str) -> Section:
     """One readable table per target: accuracy in points, intervals as ranges, actual and errors where known."""
     text = (
         f"Per target and task: the posterior median of task loss ({loss_units}) and accuracy (in points, i.e. "
@@ -220,7 +224,7 @@ def predictions_section(predictions, specs, beyond, noisy, base_note, loss_units
         rows = predictions[predictions["target"] == spec.name]
         caption = (
             f"{spec.name}: N = {spec.target.n_params:.3g}, D = {spec.target.tokens:.3g} "
-            f"({beyond[spec.name].describe()})"
+            f"({beyond[spec.name].describe()}; designs' weights: {describe_weights(weights[spec.name])})"
         )
         tables.append((caption, _readable(rows, noisy)))
     return Section("predictions", "Target predictions", text, tables=tables)
