@@ -263,6 +263,21 @@ def test_predict_named_target_json(fit_file):
     assert_prediction_table(records(result))
 
 
+def test_predict_weights_a_target_by_the_nested_split_of_its_direction(fit_file):
+    """A target bigger than the ladder at its tokens per parameter takes the size split's weights; one of a ladder
+    size trained longer per parameter than any rung, the length split's; both are in the JSON and said on stderr."""
+    by_split = LadderFit.load(fit_file).calibration.weights
+    bigger = invoke("predict", "--fit", fit_file, "--n", 3e9, "--d", 3e9 * 100, "--json")  # 100 tokens per parameter
+    longer = invoke("predict", "--fit", fit_file, "--n", 5e8, "--d", 5e8 * 600, "--json")  # the ladder: 20-200
+    for result, split in ((bigger, "size"), (longer, "length")):
+        assert result.exit_code == 0, (result.output, result.exception)
+        for row in records(result):
+            assert {d: row[f"weight_{d}"] for d in by_split[split]} == pytest.approx(by_split[split])
+        said = [line for line in result.stderr.splitlines() if "designs' weights for" in line]
+        assert len(said) == 1 and said[0].endswith(", ".join(f"{d} {w:.2f}" for d, w in by_split[split].items()))
+    assert by_split["size"] != by_split["length"]  # else the test could not tell them apart
+
+
 def test_predict_by_n_and_d_and_more_parameters_mean_lower_loss(fit_file):
     small = invoke("predict", "--fit", fit_file, "--n", 1e9, "--d", 1e11, "--json")
     large = invoke("predict", "--fit", fit_file, "--n", 1e10, "--d", 1e11, "--json")

@@ -31,7 +31,8 @@ Approximations (checked against refits on simulated outcomes in ``benchmarks/ben
 * each task's weights use that task's observations alone: what the other tasks' outcomes would say about the
   hyperparameters the tasks share (trend_mu, log_k_mu, loss_size_scale, acc_size_scale) is left out;
 * the stacking weights and kappas stay as the nested backtests set them for the target's distance beyond the fitted
-  ladder (only the distances the kappas multiply shrink as rungs approach the target), and so do the data's scales (N_ref, D_ref, loss_scale, step-2 centre and spread);
+  ladder (only the distances the kappas multiply shrink as rungs approach the target), and so do the data's scales
+  (N_ref, D_ref, loss_scale, step-2 centre and spread);
 * each planned new size's outcomes are simulated, and weigh the draws, with its own shift's marginal (as
   ``bayes.predict`` draws a new size); the covariance of the planned sizes' shifts acts only in the target's
   conditional shift;
@@ -160,8 +161,8 @@ class Evaluation:
 
 
 class DesignDraws:
-    """One fitted design's posterior draws, data, stacking weight (at the target's distance) and discrepancy (``Calibration.shift_sd``), with the
-    per-draw curves the update needs."""
+    """One fitted design's posterior draws, data, stacking weight (at the target's distance) and discrepancy
+    (``Calibration.shift_sd``), with the per-draw curves the update needs."""
 
     def __init__(self, name: str, posterior, data: ModelData, calibration, weight: float, max_draws: int):
         self.name, self.data, self.weight = name, data, weight

@@ -35,7 +35,7 @@ On each split's held-out values:
   the two-step design (on its length cut 1xC-2xC -> 5xC, 10xC the single-step design covered 25 of 64 held-out
   values, the two-step design 50); one set of weights from both splits' scores added moved a target beyond the
   ladder in N alone towards the design the size split disfavoured (OLMo 190M-1B -> 3B, 10 tasks: MAE 1.46 at
-  seeds 0-2, against 1.30 with the size split's weights).
+  seeds 0-2, against 1.29 with the size split's weights; benchmarks/bench_accuracy.py).
 
 The log score of a held-out value uses each posterior draw's mean accuracy and its measurement SD widened by the
 discrepancy (``predict.Components``): mean over draws of Normal densities.
