@@ -111,15 +111,13 @@ def score(fitted: LadderFit, ds: xr.Dataset, runs: list[str], seed: int = 0) -> 
 
     table = prediction_rows(ds, runs, tasks, predict, point_fits)
     extent = fitted.extent()
-    flags = pd.DataFrame.from_dict(
-        {run: beyond(extent, *_n_and_d(ds, run)).record() | _weight_columns(fitted, ds, run) for run in runs},
-        orient="index",
-    )
-    return table.join(flags, on="run")
 
+    def flags(run: str) -> dict:
+        n_params, tokens = _n_and_d(ds, run)
+        weights = fitted.calibration.weights_at(extent.efolds_beyond(n_params, tokens))
+        return beyond(extent, n_params, tokens).record() | {f"weight_{d}": w for d, w in weights.items()}
 
-def _weight_columns(fitted: LadderFit, ds: xr.Dataset, run: str) -> dict[str, float]:
-    return {f"weight_{design}": w for design, w in fitted.weights_at(*_n_and_d(ds, run)).items()}
+    return table.join(pd.DataFrame.from_dict({run: flags(run) for run in runs}, orient="index"), on="run")
 
 
 def _n_and_d(ds: xr.Dataset, run: str) -> tuple[float, float]:
