@@ -22,7 +22,7 @@ from typer.exceptions import Abort, TyperException
 
 from bayesladder.bayes.diagnostics import Thresholds
 from bayesladder.bayes.fit import FitConfig
-from bayesladder.bayes.stacking import AXES, NO_SPLIT, describe_weights
+from bayesladder.bayes.stacking import AXES, DIRECTIONS, NO_SPLIT, describe_weights
 from bayesladder.errors import BayesLadderError
 from bayesladder.files import atomic_write_bytes, check_writable
 
@@ -309,26 +309,35 @@ DesignsOption = Annotated[
 def describe_calibration(fitted) -> str:
     """One line: the designs' weights per direction and discrepancy scales, and the nested backtests they came from."""
     calibration = fitted.calibration
-    size_weights, length_weights = (calibration.weights[axis] for axis in AXES)
+    kappa = {"size": calibration.kappa, "length": calibration.kappa_d}
+    split_axes = [split.axis for split in calibration.splits]
+    shown = split_axes or list(AXES)
 
     def weights(d: str) -> str:
-        if size_weights == length_weights:
-            return f"{size_weights[d]:.2f}"
-        return f"{size_weights[d]:.2f} in N, {length_weights[d]:.2f} in tokens per parameter"
+        by_axis = {axis: calibration.weights[axis][d] for axis in shown}
+        if len(set(by_axis.values())) == 1:
+            return f"{by_axis[shown[0]]:.2f}"
+        return ", ".join(f"{w:.2f} {DIRECTIONS[axis]}" for axis, w in by_axis.items())
 
     parts = ", ".join(
-        f"{d} {weights(d)} (kappa {calibration.kappa[d]:.2f} in N, {calibration.kappa_d[d]:.2f} in tokens per "
-        "parameter)"
+        f"{d} {weights(d)} (kappa {', '.join(f'{kappa[axis][d]:.2f} {DIRECTIONS[axis]}' for axis in shown)})"
         for d in fitted.config.designs
     )
     if not calibration.splits:
         return f"designs mixed in equal parts: {parts} ({NO_SPLIT})"
     left_out = calibration.left_out()
+    missing = next((axis for axis in AXES if axis not in split_axes), None)
     return (
         f"designs stacked by the nested backtest ({'; '.join(split.describe() for split in calibration.splits)}"
         + (f"; without {', '.join(left_out)}, whose nested fits failed their checks" if left_out else "")
-        + f"): {parts}; a target mixes each direction's weights by its e-folds beyond the ladder in it; kappa = "
-        "added logit SD per e-fold beyond the ladder"
+        + f"): {parts}; "
+        + (
+            f"no {missing} split (the ladder has too few {missing}s for one), so a target beyond the ladder "
+            f"{DIRECTIONS[missing]} takes these weights and no kappa for that distance; "
+            if missing
+            else "a target mixes each direction's weights by its e-folds beyond the ladder in it; "
+        )
+        + "kappa = added logit SD per e-fold beyond the ladder"
     )
 
 

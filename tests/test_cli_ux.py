@@ -218,6 +218,12 @@ def test_fit_of_a_one_length_ladder_says_so_and_suggests_a_target_at_its_d(gemst
     result = invoke("fit", "--data", gemstones_nc, "--tasks", "mmlu", "--designs", "two-step", *TINY, "-o", out)
     assert result.exit_code in (0, 2), (result.output, result.exception)  # a tiny fit may fail its diagnostics
     assert "every run was trained to one D (3.5e+11 tokens): step 1 has no D term" in result.stderr
+    [stacked] = [line for line in result.stderr.splitlines() if line.startswith("designs stacked")]
+    no_length_split = (
+        " in N); no length split (the ladder has too few lengths for one), so a target beyond the ladder in tokens per "
+        "parameter takes these weights and no kappa for that distance;"
+    )
+    assert no_length_split in stacked and "in tokens per parameter)" not in stacked  # no kappa of a split it lacks
     [suggested] = [line for line in result.stderr.splitlines() if line.startswith("next: ")]
     assert suggested.endswith("--n 1.32e+10 --d 3.5e+11")  # 13B at 350B, not 13B-5T
     predicted = invoke(*suggested.removeprefix("next: bayesladder ").split(), "--json")

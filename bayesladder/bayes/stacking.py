@@ -74,6 +74,7 @@ NO_SPLIT = (
     "above; or 2 such lengths below the middle of its range of tokens per parameter and 1 above"
 )  # what calibration_splits asks, for the CLI and the report
 AXES = ("size", "length")  # the nested splits, in the order they are fitted
+DIRECTIONS = {"size": "in N", "length": "in tokens per parameter"}  # the direction each split extrapolates in
 
 
 @dataclass(frozen=True)
