@@ -296,6 +296,16 @@ def test_predict_text_output_names_the_target(fit_file):
     assert "7B-4T" in result.stdout and "mmlu" in result.stdout
 
 
+def test_predict_titles_a_target_given_by_n_and_d_by_them_once(fit_file):
+    named = invoke("predict", "--fit", fit_file, "--target", "7B-4T")
+    anonymous = invoke("predict", "--fit", fit_file, "--n", 1e10, "--d", 1e11)
+    for result in (named, anonymous):
+        assert result.exit_code == 0, (result.output, result.exception)
+    title = " ".join(anonymous.stdout.split())  # the table wraps its title
+    assert title.startswith("Prediction for N=1e+10,D=1e+11 (") and title.count("1e+1") == 2
+    assert " ".join(named.stdout.split()).startswith("Prediction for 7B-4T (N=6.89e+09, D=3.95e+12: ")
+
+
 def test_predict_a_ladder_run_with_its_dataset(fit_file, olmo_ladder_nc, olmo_ladder_ds):
     """A run of the fitted dataset is predicted with its own learned size effect; the interval is sane."""
     result = invoke("predict", "--fit", fit_file, "--data", olmo_ladder_nc, "--target", "1B-10xC", "--json")
