@@ -515,7 +515,7 @@ def predict(
     from bayesladder import ladder as ladder_runs
     from bayesladder import output
     from bayesladder.bayes.predict import predict_table
-    from bayesladder.targets import KNOWN_TARGETS, Target
+    from bayesladder.targets import KNOWN_TARGETS
 
     a_run = target is not None and target not in KNOWN_TARGETS  # only a run of a dataset needs one
     fitted, _, ds, used = _load_fit(fit_file, data, needs_data=a_run)
@@ -540,8 +540,7 @@ def predict(
         **{"acc 50%": [output.point_range(a, b) for a, b in zip(table["acc_q25"], table["acc_q75"])]},
         **{"acc 90%": [output.point_range(a, b) for a, b in zip(table["acc_q05"], table["acc_q95"])]},
     )
-    anonymous = spec == Target.at(spec.n_params, spec.tokens)  # given by --n/--d: its name is its N and D
-    where = "" if anonymous else f"N={spec.n_params:.3g}, D={spec.tokens:.3g}: "
+    where = "" if target is None else f"N={spec.n_params:.3g}, D={spec.tokens:.3g}: "  # --n/--d: named by them
     output.table(
         shown,
         title=(

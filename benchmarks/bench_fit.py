@@ -33,7 +33,7 @@ def main() -> None:
     from bayesladder import baseline, ladder, schema
     from bayesladder.bayes.diagnostics import convergence, diagnose
     from bayesladder.bayes.fit import FitConfig, fit, fit_design
-    from bayesladder.bayes.stacking import AXES
+    from bayesladder.bayes.stacking import AXES, describe_weights
     from bayesladder.importers import olmo_ladder
 
     if args.data is None:
@@ -77,9 +77,7 @@ def main() -> None:
         + (f"; FAILED: {'; '.join(full.failures)}" if full.failures else "")
     )
     calibration = fitted.calibration
-    weights = "; ".join(
-        f"{axis} split: " + ", ".join(f"{d} {w:.2f}" for d, w in calibration.weights[axis].items()) for axis in AXES
-    )
+    weights = "; ".join(f"{axis} split: {describe_weights(calibration.weights[axis])}" for axis in AXES)
     kappa = ", ".join(f"{d} {calibration.kappa[d]:.3f} / {calibration.kappa_d[d]:.3f}" for d in calibration.kappa)
     print(f"stacking weights: {weights}; kappa in N / in tokens per parameter: {kappa}")
 
