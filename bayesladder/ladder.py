@@ -89,7 +89,7 @@ def select_runs(ds: xr.Dataset, selection: LadderSelection) -> list[str]:
 
 def extent(ds: xr.Dataset, runs: list[str]) -> Extent:
     """The N and final D of ``runs``."""
-    targets = [resolve_target(ds, run, None, None) for run in runs]
+    targets = run_targets(ds, runs)
     return Extent(tuple(t.n_params for t in targets), tuple(t.tokens for t in targets))
 
 
@@ -205,6 +205,11 @@ def resolve_target(ds: xr.Dataset | None, name: str | None, n_params: float | No
     raise BayesLadderError(
         f"unknown target '{name}'; use a known target ({', '.join(KNOWN_TARGETS)}), a run of the dataset {listed} or --n/--d"
     )
+
+
+def run_targets(ds: xr.Dataset, runs: list[str]) -> list[Target]:
+    """Runs of the dataset as targets: their N and final D."""
+    return [resolve_target(ds, run, None, None) for run in runs]
 
 
 def check_n_and_d(n_params: float, tokens: float) -> None:

@@ -229,6 +229,11 @@ def test_fit_of_a_one_length_ladder_says_so_and_suggests_a_target_at_its_d(gemst
     predicted = invoke(*suggested.removeprefix("next: bayesladder ").split(), "--json")
     assert predicted.exit_code == 0 and "off the ladder" not in predicted.stderr
     assert all(r["off_one_d"] is False and r["n_factor"] > 12 for r in json.loads(predicted.stdout))
+    [report_line] = [line for line in result.stderr.splitlines() if line.startswith("  or: ")]
+    report = tmp_path / "report.html"
+    reported = invoke(*report_line.removeprefix("  or: bayesladder ").replace("report.html", str(report)).split())
+    assert reported.exit_code == 0, (reported.output, reported.exception)  # its default targets are not runs
+    assert "N=6.89e+09,D=3.5e+11" in report.read_text() and "N=1.32e+10,D=3.5e+11" in report.read_text()
 
 
 def test_predict_warns_of_a_failed_fit_and_of_a_target_far_outside_the_ladder(fit_file):

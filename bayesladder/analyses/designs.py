@@ -30,7 +30,7 @@ from bayesladder import baseline
 from bayesladder.bayes.backtest import ROW_COLUMNS, holdout_runs, prediction_rows, refit_checks, score, without_sizes
 from bayesladder.bayes.fit import FitConfig, fit
 from bayesladder.errors import BayesLadderError
-from bayesladder.ladder import select_runs
+from bayesladder.ladder import run_targets, select_runs
 
 DESIGNS = ("default", "two-step", "flops-step1", "single-step", "c4-intermediate", "baseline")
 COLUMNS = ["design", "rank", "mae", "bias", "coverage", "mean_width", "mean_crps", "elpd_loo", "max_rhat",
@@ -137,7 +137,7 @@ def _backtest_design(design: str, ds, swapped, config: FitConfig, targets: list[
             values = acc.loc[list(config.tasks)]
             return values["loss"].to_numpy()[None, :], values["accuracy"].to_numpy()[None, :]
 
-        return prediction_rows(ds, targets, list(config.tasks), point), none
+        return prediction_rows(ds, run_targets(ds, targets), list(config.tasks), point), none
     designs = {"default": FitConfig.designs, "c4-intermediate": ("two-step",)}.get(design, (design,))
     data = swapped if design == "c4-intermediate" else ds
     fitted = fit(data, replace(config, designs=designs))

@@ -23,7 +23,7 @@ from bayesladder.bayes.fit import FitConfig, LadderFit, fit
 from bayesladder.bayes.predict import INTERVALS, QUANTILES, crps, predictive_draws
 from bayesladder.errors import BayesLadderError
 from bayesladder.extrapolation import beyond
-from bayesladder.ladder import actual_final, resolve_target, select_runs
+from bayesladder.ladder import actual_final, resolve_target, run_targets, select_runs
 from bayesladder.targets import Target
 
 ROW_COLUMNS = ["run", "task", "actual_acc", "acc_median", "acc_q05", "acc_q95", "covered", "crps", "error",
@@ -34,19 +34,19 @@ SUMMARY_COLUMNS = ["run", "n", "mae", "bias", "covered", "coverage", "mean_width
 
 def prediction_rows(
     ds: xr.Dataset,
-    runs: list[str],
+    targets: list[Target],
     tasks: list[str],
     predict: Callable[[Target, str], tuple[np.ndarray, np.ndarray]],
     baseline_fits: dict | None = None,
 ) -> pd.DataFrame:
-    """One row per (run, task) with :data:`ROW_COLUMNS`: the prediction's median and 90% interval of accuracy
-    and loss, its coverage and CRPS, the paper's point fit and, where the dataset holds the run, the actual
-    values and errors. ``predict(target, size)`` gives (loss, accuracy) draws, each (samples, tasks). The one
+    """One row per (target, task) with :data:`ROW_COLUMNS` (``run`` is the target's name): the prediction's median
+    and 90% interval of accuracy and loss, its coverage and CRPS, the paper's point fit and, where the target is a
+    run of the dataset, the actual values and errors. ``predict(target, size)`` gives (loss, accuracy) draws, each (samples, tasks). The one
     place where predictions meet actual values (backtests, design comparisons, reports)."""
     lo, hi = INTERVALS["90%"]
     rows = []
-    for run in runs:
-        target = resolve_target(ds, run, None, None)
+    for target in targets:
+        run = target.name
         size = str(ds["size"].sel(run=run).values) if run in ds["run"].values else None
         loss, acc = predict(target, size)
         actual = actual_final(ds, run)
@@ -109,7 +109,7 @@ def score(fitted: LadderFit, ds: xr.Dataset, runs: list[str], seed: int = 0) -> 
     def predict(target, size):
         return predictive_draws(fitted, target.n_params, target.tokens, size, seed)
 
-    table = prediction_rows(ds, runs, tasks, predict, point_fits)
+    table = prediction_rows(ds, run_targets(ds, runs), tasks, predict, point_fits)
     extent = fitted.extent()
 
     def flags(run: str) -> dict:

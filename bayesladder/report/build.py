@@ -203,8 +203,9 @@ def designs_section(fitted: LadderFit) -> Section:
 def headline_table(ds, tasks, specs, draws, base_fits, beyond) -> pd.DataFrame:
     """One row per target and task: quantiles of loss and accuracy, the baseline, the actual value and errors
     where the dataset holds the target, and how far the target lies beyond the ladder."""
-    names = [spec.name for spec in specs]
-    rows = prediction_rows(ds, names, tasks, lambda target, size: draws[target.name], base_fits)
+    rows = prediction_rows(
+        ds, [spec.target for spec in specs], tasks, lambda target, size: draws[target.name], base_fits
+    )
     rows = rows.rename(columns={"run": "target"})
     flags = pd.DataFrame.from_dict({name: b.record() for name, b in beyond.items()}, orient="index")
     return rows.join(flags, on="target")
