@@ -261,12 +261,30 @@ def baseline(
     table = paper_method.predict(fits, target_spec.n_params, target_spec.tokens)
     table = paper_method.with_actuals(table, ds, target_spec.name)
     beyond = _extrapolation(ladder_runs.extent(ds, runs), target_spec)
-    output.emit(
-        table,
-        as_json,
+    if as_json:
+        output.emit(table, True)
+        return
+    output.table(
+        show_baseline(table),
         title=f"Paper method: {target_spec.name} (N={target_spec.n_params:.4g}, D={target_spec.tokens:.4g}: "
-        f"{beyond.describe()})",
+        f"{beyond.describe()}); accuracy in points",
     )
+
+
+def show_baseline(table):
+    """The paper's prediction for people: accuracy in points, with the actual values and errors of a run."""
+    from bayesladder import output
+
+    shown = table[["task"]].assign(
+        loss=table["loss"].map("{:.3f}".format), accuracy=table["accuracy"].map(output.points)
+    )
+    if "actual_accuracy" in table:
+        shown = shown.assign(
+            **{"actual loss": table["actual_loss"].map("{:.3f}".format)},
+            actual=table["actual_accuracy"].map(output.points),
+            error=table["accuracy_error"].map(output.signed_points),
+        )
+    return shown
 
 
 def _extrapolation(extent, spec):
@@ -895,7 +913,38 @@ def variance(
         from bayesladder.analyses.variance import with_errors
 
         table = with_errors(table, _read_records(backtest_json, key="rows"))
-    output.emit(table, as_json, title=f"Checkpoint variance of {run}, last {last} checkpoints ({rule_text()})")
+    if as_json:
+        output.emit(table, True)
+        return
+    output.table(
+        show_variance(table),
+        title=f"Checkpoint variance of {run}, last {last} checkpoints: accuracy in points, CV = SD / mean "
+        f"({rule_text()})",
+    )
+
+
+def show_variance(table):
+    """The checkpoint variance for people: accuracy in points, CVs in percent, a backtest's errors if given."""
+    from bayesladder import output
+
+    def percent(value):
+        return f"{100 * value:.1f}%"
+
+    shown = table[["task", "n"]].assign(
+        loss=table["loss_mean"].map("{:.3f}".format),
+        **{"loss SD": table["loss_sd"].map("{:.4f}".format), "loss CV": table["loss_cv"].map(percent)},
+        accuracy=table["acc_mean"].map(output.points),
+        **{"acc SD": table["acc_sd"].map(output.points), "acc CV": table["acc_cv"].map(percent)},
+        noisy=table["noisy"].map({True: "yes", False: ""}),
+    )
+    if "abs_error" in table:
+        shown = shown.assign(
+            **{
+                "|error|": table["abs_error"].map(output.points),
+                "error/SD": table["error_over_sd"].map("{:.2f}".format),
+            }
+        )
+    return shown
 
 
 @app.command()
@@ -939,10 +988,33 @@ def compare(
     for row in ranking.itertuples():
         if row.refit_ok is False:
             warn(f"the refit of design {row.design} failed its diagnostics: do not trust its row")
-    output.emit(
-        ranking,
-        as_json,
-        title="Designs ranked by backtest MAE (accuracy; coverage of 90% intervals; elpd_loo only where the observations coincide)",
+    if as_json:
+        output.emit(ranking, True)
+        return
+    output.table(
+        show_compare(ranking),
+        title="Designs ranked by backtest MAE (accuracy in points; coverage and width of 90% intervals; each "
+        "refit's checks; --json adds elpd_loo, where the observations coincide, and describes each design)",
+    )
+
+
+def show_compare(ranking):
+    """The design ranking for people: accuracy in points, each refit's checks, 80 columns wide (elpd_loo, defined
+    for few designs, and the descriptions are in --json)."""
+    from bayesladder import output
+
+    def optional(values, form):
+        return values.map(lambda v: "-" if v is None or v != v else form.format(v))
+
+    return ranking[["rank", "design"]].assign(
+        MAE=ranking["mae"].map(output.points),
+        bias=ranking["bias"].map(output.signed_points),
+        cover=ranking["coverage"].map("{:.0%}".format),
+        width=ranking["mean_width"].map(output.points),
+        CRPS=ranking["mean_crps"].map(output.points),
+        **{"R-hat": optional(ranking["max_rhat"], "{:.3f}"), "div": optional(ranking["divergences"], "{:.0f}")},
+        ok=ranking["refit_ok"].map({True: "yes", False: "FAILED"}).fillna("-"),
+        secs=optional(ranking["fit_seconds"], "{:.0f}"),
     )
 
 

@@ -268,6 +268,36 @@ def test_predict_table_fits_80_columns(fit_file):
     assert "10.3x the largest rung in N" in result.stdout
 
 
+def _rows(stdout: str, first: str) -> list[list[str]]:
+    """The table rows of a command's stdout that start with ``first``, split into cells; every line checked to
+    fit 80 columns."""
+    lines = stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    return [line.split() for line in lines if line.startswith(first)]
+
+
+def test_baseline_variance_and_compare_tables_show_accuracy_in_points_in_80_columns(olmo_ladder_nc):
+    """Every table shows accuracy as predict's does (points, one unwrapped row per item); --json keeps fractions."""
+    common = ("--data", olmo_ladder_nc, "--ladder", "paper", "--tasks", "hellaswag,openbookqa")
+    args = ("baseline", *common, "--target", "3B-5xC")
+    [[_, loss, acc, actual_loss, actual, error]] = _rows(invoke(*args).stdout, "hellaswag")
+    [record] = [r for r in json.loads(invoke(*args, "--json").stdout) if r["task"] == "hellaswag"]
+    assert float(acc) == pytest.approx(100 * record["accuracy"], abs=0.05)
+    assert float(actual) == pytest.approx(100 * record["actual_accuracy"], abs=0.05)
+    assert float(error) == pytest.approx(100 * record["accuracy_error"], abs=0.05)
+    assert float(loss) == pytest.approx(record["loss"], abs=5e-4) and float(actual_loss) > 0
+
+    args = ("variance", "--data", olmo_ladder_nc, "--run", "1B-10xC")
+    [[*_, noisy]] = _rows(invoke(*args).stdout, "openbookqa")  # the task the paper's analysis flags
+    [record] = [r for r in json.loads(invoke(*args, "--json").stdout) if r["task"] == "openbookqa"]
+    assert noisy == "yes" and record["noisy"] is True
+
+    args = ("compare", *common, "--holdout-size", "3B", "--designs", "baseline")
+    [[rank, design, mae, *_]] = _rows(invoke(*args).stdout, "   1")
+    [record] = json.loads(invoke(*args, "--json").stdout)
+    assert (rank, design) == ("1", "baseline") and float(mae) == pytest.approx(100 * record["mae"], abs=0.05)
+
+
 # --- the default dataset ----------------------------------------------------------------------------
 
 
