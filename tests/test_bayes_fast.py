@@ -607,6 +607,19 @@ def test_backtest_nested_scores_every_cut_of_sizes_and_lengths(olmo_ladder_nc, o
     assert "paper MAE" in text and "sizes 190M-370M -> 760M" in text
 
 
+def test_the_nested_summary_lists_each_axis_nearest_bin_first():
+    """The summary's rows run from the nearest extrapolation to the farthest on each axis, sizes first (on the micro
+    ladder they came in the order the splits first met them: "size 0.5-1", "size 1-2", "size < 0.5")."""
+    from bayesladder.bayes.backtest import distance_summary
+
+    axis, distance = ["length", "size", "size", "size", "length"], [1.2, 0.7, 1.5, 0.3, 0.2]
+    bins = ["length 1-2", "size 0.5-1", "size 1-2", "size < 0.5", "length < 0.5"]
+    table = pd.DataFrame(dict(axis=axis, distance=distance, bin=bins, actual_acc=0.5, error=0.01, covered=True,
+                              acc_q05=0.4, acc_q95=0.6, crps=0.01, baseline_error=0.02))  # fmt: skip
+    summary = distance_summary(table)
+    assert list(summary["bin"]) == ["size < 0.5", "size 0.5-1", "size 1-2", "length < 0.5", "length 1-2", "all"]
+
+
 @pytest.mark.parametrize(
     "holdout, fragments",
     [("1B", ("also in the ladder",)), ("9B", ("unknown held-out size", "9B"))],

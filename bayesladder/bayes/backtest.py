@@ -21,6 +21,7 @@ import xarray as xr
 from bayesladder import baseline
 from bayesladder.bayes.fit import FitConfig, LadderFit, fit
 from bayesladder.bayes.predict import INTERVALS, QUANTILES, crps, predictive_draws
+from bayesladder.bayes.stacking import AXES
 from bayesladder.errors import BayesLadderError
 from bayesladder.extrapolation import beyond
 from bayesladder.ladder import actual_final, resolve_target, run_targets, select_runs
@@ -213,8 +214,8 @@ DISTANCE_BINS = ([-np.inf, 0.5, 1.0, 2.0, np.inf], ["< 0.5", "0.5-1", "1-2", "> 
 
 def nested(ds: xr.Dataset, config: FitConfig, progress=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every nested backtest of the ladder (see the module docstring). Returns (rows with
-    :data:`NESTED_COLUMNS`; the summary per axis and distance bin, e.g. "size 1-2" = held-out runs 1 to 2 e-folds
-    of N beyond the fitted sizes; each refit's checks)."""
+    :data:`NESTED_COLUMNS`; the summary per axis and distance bin, nearest first, e.g. "size 1-2" = held-out runs 1
+    to 2 e-folds of N beyond the fitted sizes; each refit's checks)."""
     runs = select_runs(ds, config.selection)
     rows, checks = [], []
     for name, axis, fitted_labels, held in nested_splits(ds, config):
@@ -238,4 +239,12 @@ def nested(ds: xr.Dataset, config: FitConfig, progress=None) -> tuple[pd.DataFra
     table = pd.concat(rows, ignore_index=True)[NESTED_COLUMNS]
     edges, labels = DISTANCE_BINS
     table["bin"] = table["axis"] + " " + pd.cut(table["distance"], edges, labels=labels).astype(str)
-    return table, summarise(table, by="bin"), pd.DataFrame.from_records(checks)
+    return table, distance_summary(table), pd.DataFrame.from_records(checks)
+
+
+def distance_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summarise` of the nested backtests' rows per ``bin``: each axis's bins nearest first, sizes first."""
+    nearest_first = table.sort_values("distance", kind="stable").sort_values(
+        "axis", key=lambda axis: axis.map(AXES.index), kind="stable"
+    )
+    return summarise(nearest_first, by="bin")
