@@ -1134,7 +1134,19 @@ def evaluate(
     loaded = checkpoints.load(checkpoint)
     identity = checkpoints.describe(checkpoint, run, n, d, loaded) if output_path is not None else None
     scores = checkpoints.evaluate(loaded, chosen, batch_size)
-    output.emit(pd.DataFrame([s.as_dict() for s in scores]), as_json, title=f"{checkpoint}")
+    table = pd.DataFrame([s.as_dict() for s in scores])
+    if as_json:
+        output.emit(table, True)
+    else:
+        shown = table[["task"]].assign(
+            **{"task loss": table["task_loss"].map("{:.4f}".format)},
+            accuracy=table["accuracy"].map(output.points),
+            raw=table["accuracy_raw"].map(output.points),
+            chance=table["chance"].map(output.points),
+            questions=table["n_questions"],
+        )
+        title = f"{checkpoint}: task loss in bits per byte; accuracy (length-normalised) and raw accuracy in points"
+        output.table(shown, title=title)
     if output_path is not None:
         from bayesladder.combine import add_evaluations
 

@@ -228,6 +228,10 @@ def test_eval_command_scores_a_checkpoint(tmp_path, tiny_checkpoint):
     (row,) = json.loads(result.stdout)
     assert row["task"] == "mine" and row["n_questions"] == 8 and row["chance"] == 0.25
     assert row["task_loss"] > 0 and 0 <= row["accuracy"] <= 1 and 0 <= row["accuracy_raw"] <= 1
+    table = invoke("eval", tiny_checkpoint, "--task", path, "--threads", "1").stdout  # for people: points
+    [cells] = [line.split() for line in table.splitlines() if line.startswith("mine")]
+    assert cells == ["mine", f"{row['task_loss']:.4f}", f"{100 * row['accuracy']:.1f}",
+                     f"{100 * row['accuracy_raw']:.1f}", "25.0", "8"]  # fmt: skip
 
 
 def test_eval_command_malformed_task_is_one_line(tmp_path, tiny_checkpoint):
