@@ -261,13 +261,12 @@ def baseline(
     table = paper_method.predict(fits, target_spec.n_params, target_spec.tokens)
     table = paper_method.with_actuals(table, ds, target_spec.name)
     beyond = _extrapolation(ladder_runs.extent(ds, runs), target_spec)
-    if as_json:
-        output.emit(table, True)
-        return
-    output.table(
-        show_baseline(table),
+    output.emit(
+        table,
+        as_json,
         title=f"Paper method: {target_spec.name} (N={target_spec.n_params:.4g}, D={target_spec.tokens:.4g}: "
         f"{beyond.describe()}); accuracy in points",
+        view=show_baseline,
     )
 
 
@@ -736,7 +735,10 @@ def backtest(
         output.emit(
             summary,
             as_json,
-            title="Compute vs error: per ladder subset (accuracy; 90% intervals; flops_fraction = ladder 6ND / target 6ND)",
+            title="Compute vs error: per ladder subset (accuracy in points; coverage and width of 90% intervals; "
+            "FLOPs = the subset's 6ND as a share of the target's; paper = the paper's fit's MAE; --json adds CRPS, "
+            "each subset's runs and each refit's R-hat and divergences)",
+            view=show_subsets,
         )
         return
     if figure is not None:
@@ -752,6 +754,21 @@ def backtest(
         output.emit_json({"rows": table, "summary": summary})
         return
     show_backtest(table, summary)
+
+
+def show_subsets(summary):
+    """The ladder subsets' backtest for people: accuracy in points, 80 columns wide (CRPS, the runs' count and the
+    refits' checks are in --json; a failed refit is flagged)."""
+    from bayesladder import output
+
+    return summary[["subset"]].assign(
+        FLOPs=summary["flops_fraction"].map(lambda f: f"{100 * f:.2g}%"),
+        MAE=summary["mae"].map(output.points),
+        cover=summary["coverage"].map("{:.0%}".format),
+        width=summary["mean_width"].map(output.points),
+        paper=summary["baseline_mae"].map(output.points),
+        ok=summary["refit_ok"].map({True: "yes", False: "FAILED"}).fillna("-"),
+    )
 
 
 def show_nested(summary, refits) -> None:
@@ -913,13 +930,12 @@ def variance(
         from bayesladder.analyses.variance import with_errors
 
         table = with_errors(table, _read_records(backtest_json, key="rows"))
-    if as_json:
-        output.emit(table, True)
-        return
-    output.table(
-        show_variance(table),
+    output.emit(
+        table,
+        as_json,
         title=f"Checkpoint variance of {run}, last {last} checkpoints: accuracy in points, CV = SD / mean "
         f"({rule_text()})",
+        view=show_variance,
     )
 
 
@@ -988,11 +1004,10 @@ def compare(
     for row in ranking.itertuples():
         if row.refit_ok is False:
             warn(f"the refit of design {row.design} failed its diagnostics: do not trust its row")
-    if as_json:
-        output.emit(ranking, True)
-        return
-    output.table(
-        show_compare(ranking),
+    output.emit(
+        ranking,
+        as_json,
+        view=show_compare,
         title="Designs ranked by backtest MAE (accuracy in points; coverage and width of 90% intervals; each "
         "refit's checks; --json adds elpd_loo, where the observations coincide, and describes each design)",
     )
@@ -1134,19 +1149,8 @@ def evaluate(
     loaded = checkpoints.load(checkpoint)
     identity = checkpoints.describe(checkpoint, run, n, d, loaded) if output_path is not None else None
     scores = checkpoints.evaluate(loaded, chosen, batch_size)
-    table = pd.DataFrame([s.as_dict() for s in scores])
-    if as_json:
-        output.emit(table, True)
-    else:
-        shown = table[["task"]].assign(
-            **{"task loss": table["task_loss"].map("{:.4f}".format)},
-            accuracy=table["accuracy"].map(output.points),
-            raw=table["accuracy_raw"].map(output.points),
-            chance=table["chance"].map(output.points),
-            questions=table["n_questions"],
-        )
-        title = f"{checkpoint}: task loss in bits per byte; accuracy (length-normalised) and raw accuracy in points"
-        output.table(shown, title=title)
+    title = f"{checkpoint}: task loss in bits per byte; accuracy (length-normalised) and raw accuracy in points"
+    output.emit(pd.DataFrame([s.as_dict() for s in scores]), as_json, title=title, view=show_scores)
     if output_path is not None:
         from bayesladder.combine import add_evaluations
 
@@ -1154,6 +1158,19 @@ def evaluate(
         schema.write(ds if existing is None else add_evaluations(existing, ds), output_path)
         verb = "added to" if existing is not None else "wrote"
         typer.echo(f"{verb} {output_path}: run {identity.name}, D={identity.tokens:.4g}", err=True)
+
+
+def show_scores(table):
+    """A checkpoint's scores for people: accuracy in points."""
+    from bayesladder import output
+
+    return table[["task"]].assign(
+        **{"task loss": table["task_loss"].map("{:.4f}".format)},
+        accuracy=table["accuracy"].map(output.points),
+        raw=table["accuracy_raw"].map(output.points),
+        chance=table["chance"].map(output.points),
+        questions=table["n_questions"],
+    )
 
 
 def main() -> None:

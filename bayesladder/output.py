@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 
 import pandas as pd
 from rich import box
@@ -29,12 +30,19 @@ def records(frame: pd.DataFrame) -> list[dict]:
     return out
 
 
-def emit(frame: pd.DataFrame, as_json: bool, title: str | None = None, digits: int = 4) -> None:
-    """--json: the frame as a JSON list of records; else a table (numbers with ``digits`` decimals)."""
+def emit(
+    frame: pd.DataFrame,
+    as_json: bool,
+    title: str | None = None,
+    digits: int = 4,
+    view: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> None:
+    """--json: the frame as a JSON list of records; else a table of ``view(frame)`` (the columns people read, e.g.
+    accuracy in points), or of the frame itself with numbers to ``digits`` decimals."""
     if as_json:
         print(json.dumps(records(frame)))
         return
-    table(frame, title, digits)
+    table(view(frame) if view else frame, title, digits)
 
 
 def emit_json(payload: dict[str, pd.DataFrame]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from cli_helpers import assert_clean_error, invoke
 from typer.testing import CliRunner
@@ -54,6 +55,21 @@ def test_run_flops_is_6nd_of_the_last_checkpoint(olmo_ladder_ds):
 )
 def test_backtest_subsets_bad_input_is_one_line(olmo_ladder_nc, args, fragment):
     assert_clean_error(invoke("backtest", "--data", olmo_ladder_nc, "--tasks", "hellaswag", *args), fragment)
+
+
+def test_the_subsets_table_shows_points_and_flags_a_failed_refit_in_80_columns(olmo_ladder_ds, capsys):
+    from bayesladder import output
+    from bayesladder.cli import show_subsets
+
+    names = [s.name for s in ladder_subsets(olmo_ladder_ds, FitConfig(("mmlu",), LadderSelection()), ["3B"])]
+    summary = pd.DataFrame({column: [0.0] * len(names) for column in COLUMNS} | {"subset": names}).assign(
+        mae=0.0123, coverage=0.875, flops_fraction=0.0042, refit_ok=[False] + [True] * (len(names) - 1)
+    )
+    output.table(show_subsets(summary), title="subsets")
+    text = capsys.readouterr().out
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text  # nothing cut
+    [full] = [line.split() for line in text.splitlines() if line.startswith("full ladder")]
+    assert full[2:] == ["0.42%", "1.2", "88%", "0.0", "0.0", "FAILED"]
 
 
 @pytest.mark.slow
