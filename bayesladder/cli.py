@@ -24,7 +24,7 @@ from bayesladder.bayes.diagnostics import Thresholds
 from bayesladder.bayes.fit import FitConfig
 from bayesladder.bayes.stacking import AXES, DIRECTIONS, NO_SPLIT, describe_weights
 from bayesladder.errors import BayesLadderError
-from bayesladder.files import atomic_write_bytes, check_writable
+from bayesladder.files import atomic_write_bytes, check_not_read, check_writable
 
 EXIT_DIAGNOSTICS_FAILED = 2
 
@@ -208,6 +208,7 @@ def import_csv(
 
     with warnings_on_stderr():
         ds = long_csv.import_file(file, units=units, final_checkpoints=final_checkpoints)
+    check_not_read(output, {"CSV file": file})
     schema.write(ds, output)
     typer.echo(f"wrote {output}: {ds.sizes['run']} runs, {ds.sizes['task']} tasks", err=True)
 
@@ -230,6 +231,8 @@ def import_lm_eval(
 
     with warnings_on_stderr():
         ds = lm_eval.import_results(paths, runs, final_checkpoints=final_checkpoints)
+    for path in paths:
+        check_not_read(output, {"lm-eval results file": path})
     schema.write(ds, output)
     typer.echo(f"wrote {output}: {ds.sizes['run']} runs, {ds.sizes['task']} tasks", err=True)
 
@@ -480,6 +483,7 @@ def fit(
     ds = schema.read(data_path)
     config = _fit_config(ds, tasks, ladder, sizes, lengths, chains, draws, tune, seed, designs)
     _refuse_overwrite(output_path, force)
+    check_not_read(output_path, {"dataset": data_path})
     runs = ladder_runs.select_runs(ds, config.selection)
     reruns = len(with_replicates(ds, runs)) - len(runs)
     note(
@@ -861,6 +865,8 @@ def report(
 
     reports.check_destination(output_path, fmt)
     fitted, data_path, ds, used = _load_fit(fit_file, data)
+    inputs = {"fit file": fit_file, "dataset": data_path, "--subsets file": subsets_json}
+    check_not_read(output_path, inputs | {"--compare file": compare_json, "--plan file": plan_json})
     variance_table = None
     if variance_run is not None:
         from bayesladder.analyses.variance import variance as checkpoint_variance

@@ -33,6 +33,15 @@ def check_writable(path: str | os.PathLike, example: str = "out") -> Path:
     return path
 
 
+def check_not_read(path: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse an output file that is one of the files the command reads (``inputs``: what each is called, e.g.
+    {"fit file": ...}): writing it would replace what was read (a report written over its own fit file)."""
+    path = Path(path)
+    for what, given in inputs.items():
+        if given is not None and path.exists() and Path(given).exists() and path.samefile(given):
+            raise BayesLadderError(f"{path} is the {what} this command reads; write to another file with -o")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], example: str = "out") -> Path:
     """Call ``write(temp_path)``, then rename the temp file to ``path``; OSErrors become one BayesLadderError."""
     path = check_writable(path, example)

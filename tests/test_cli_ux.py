@@ -298,6 +298,21 @@ def test_baseline_variance_and_compare_tables_show_accuracy_in_points_in_80_colu
     assert (rank, design) == ("1", "baseline") and float(mae) == pytest.approx(100 * record["mae"], abs=0.05)
 
 
+def test_no_command_writes_over_a_file_it_reads(fit_file, olmo_ladder_nc, long_csv_file, tmp_path):
+    """`report -o fit.nc` replaced the fit with the report; each such output is refused, the input left as it was."""
+    fit, data = shutil.copy(fit_file, tmp_path / "fit.nc"), shutil.copy(olmo_ladder_nc, tmp_path / "ladder.nc")
+    before = {path: path.read_bytes() for path in (fit, data, long_csv_file)}
+    cases = [
+        (("report", "--fit", fit, "-o", fit), "is the fit file this command reads"),
+        (("report", "--fit", fit, "--data", data, "-o", data), "is the dataset this command reads"),
+        (("fit", "--data", data, "--tasks", "mmlu", "--force", "-o", data), "is the dataset this command reads"),
+        (("import", "csv", long_csv_file, "-o", long_csv_file), "is the CSV file this command reads"),
+    ]
+    for args, fragment in cases:
+        assert_clean_error(invoke(*args), fragment, "write to another file with -o")
+    assert all(path.read_bytes() == content for path, content in before.items())
+
+
 # --- the default dataset ----------------------------------------------------------------------------
 
 
