@@ -729,6 +729,7 @@ def backtest(
         raise BayesLadderError("give --holdout-size SIZE (the sizes to predict), or --nested")
     if figure is not None and subsets:
         check_writable(figure, example="subsets.png")
+        check_not_read(figure, {"dataset": data})
     if subsets:
         from bayesladder.analyses import subsets as ladder_subsets
 

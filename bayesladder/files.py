@@ -39,7 +39,7 @@ def check_not_read(path: str | os.PathLike, inputs: dict[str, str | os.PathLike 
     path = Path(path)
     for what, given in inputs.items():
         if given is not None and path.exists() and Path(given).exists() and path.samefile(given):
-            raise BayesLadderError(f"{path} is the {what} this command reads; write to another file with -o")
+            raise BayesLadderError(f"{path} is the {what} this command reads; write the output to another file")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], example: str = "out") -> Path:

@@ -307,9 +307,10 @@ def test_no_command_writes_over_a_file_it_reads(fit_file, olmo_ladder_nc, long_c
         (("report", "--fit", fit, "--data", data, "-o", data), "is the dataset this command reads"),
         (("fit", "--data", data, "--tasks", "mmlu", "--force", "-o", data), "is the dataset this command reads"),
         (("import", "csv", long_csv_file, "-o", long_csv_file), "is the CSV file this command reads"),
+        (("backtest", "--data", data, "--holdout-size", "3B", "--subsets", "--figure", data), "is the dataset"),
     ]
     for args, fragment in cases:
-        assert_clean_error(invoke(*args), fragment, "write to another file with -o")
+        assert_clean_error(invoke(*args), fragment, "write the output to another file")
     assert all(path.read_bytes() == content for path, content in before.items())
 
 
