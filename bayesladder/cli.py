@@ -772,7 +772,7 @@ def show_subsets(summary):
         cover=summary["coverage"].map("{:.0%}".format),
         width=summary["mean_width"].map(output.points),
         paper=summary["baseline_mae"].map(output.points),
-        ok=summary["refit_ok"].map({True: "yes", False: "FAILED"}).fillna("-"),
+        ok=summary["refit_ok"].map(output.verdict),
     )
 
 
@@ -1035,7 +1035,7 @@ def show_compare(ranking):
         width=ranking["mean_width"].map(output.points),
         CRPS=ranking["mean_crps"].map(output.points),
         **{"R-hat": optional(ranking["max_rhat"], "{:.3f}"), "div": optional(ranking["divergences"], "{:.0f}")},
-        ok=ranking["refit_ok"].map({True: "yes", False: "FAILED"}).fillna("-"),
+        ok=ranking["refit_ok"].map(output.verdict),
         secs=optional(ranking["fit_seconds"], "{:.0f}"),
     )
 

@@ -78,6 +78,11 @@ def signed_points(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{100 * value:+.1f}"
 
 
+def verdict(passed: bool | None) -> str:
+    """Whether a refit passed its diagnostics, loudly when it did not: 'yes', 'FAILED' or '-' (not checked)."""
+    return "-" if passed is None or passed != passed else ("yes" if passed else "FAILED")
+
+
 def point_range(low: float, high: float) -> str:
     """An accuracy interval as points: '59.8-63.0'."""
     return f"{points(low)}-{points(high)}"

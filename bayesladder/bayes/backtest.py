@@ -42,8 +42,8 @@ def prediction_rows(
 ) -> pd.DataFrame:
     """One row per (target, task) with :data:`ROW_COLUMNS` (``run`` is the target's name): the prediction's median
     and 90% interval of accuracy and loss, its coverage and CRPS, the paper's point fit and, where the target is a
-    run of the dataset, the actual values and errors. ``predict(target, size)`` gives (loss, accuracy) draws, each (samples, tasks). The one
-    place where predictions meet actual values (backtests, design comparisons, reports)."""
+    run of the dataset, the actual values and errors. ``predict(target, size)`` gives (loss, accuracy) draws, each
+    (samples, tasks). The one place where predictions meet actual values (backtests, design comparisons, reports)."""
     lo, hi = INTERVALS["90%"]
     rows = []
     for target in targets:
