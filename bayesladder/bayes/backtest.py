@@ -110,15 +110,15 @@ def score(fitted: LadderFit, ds: xr.Dataset, runs: list[str], seed: int = 0) -> 
     def predict(target, size):
         return predictive_draws(fitted, target.n_params, target.tokens, size, seed)
 
-    table = prediction_rows(ds, run_targets(ds, runs), tasks, predict, point_fits)
+    targets = run_targets(ds, runs)
+    table = prediction_rows(ds, targets, tasks, predict, point_fits)
     extent = fitted.extent()
 
-    def flags(run: str) -> dict:
-        n_params, tokens = _n_and_d(ds, run)
-        weights = fitted.calibration.weights_at(extent.efolds_beyond(n_params, tokens))
-        return beyond(extent, n_params, tokens).record() | {f"weight_{d}": w for d, w in weights.items()}
+    def flags(target: Target) -> dict:
+        weights = fitted.calibration.weights_at(extent.efolds_beyond(target.n_params, target.tokens))
+        return beyond(extent, target.n_params, target.tokens).record() | {f"weight_{d}": w for d, w in weights.items()}
 
-    return table.join(pd.DataFrame.from_dict({run: flags(run) for run in runs}, orient="index"), on="run")
+    return table.join(pd.DataFrame.from_dict({t.name: flags(t) for t in targets}, orient="index"), on="run")
 
 
 def _n_and_d(ds: xr.Dataset, run: str) -> tuple[float, float]:
