@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -670,3 +671,23 @@ def test_summarise_columns_and_ordered_quantiles():
         assert np.all(np.diff(q, axis=1) >= 0)
         np.testing.assert_allclose(table[f"{prefix}_median"], np.median(draws, axis=0))
         np.testing.assert_allclose(q[:, 0], np.quantile(draws, 0.05, axis=0))
+
+
+@pytest.mark.slow
+def test_a_seed_draws_the_same_whether_the_model_is_compiled_afresh_or_loaded_from_the_cache(olmo_ladder_nc, tmp_path):
+    """The first fit after installing compiles every model into an empty cache, later fits load them: with numba's
+    fast-math flags the same seed drew differently in the two (``fit.NUMBA_FASTMATH``). About two minutes."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np; from bayesladder import schema; from bayesladder.ladder import PRESETS; "
+        "from bayesladder.bayes.fit import FitConfig, fit_design; ds = schema.read(sys.argv[2]); "
+        "config = FitConfig(('mmlu', 'hellaswag', 'piqa'), PRESETS['paper'], chains=2, draws=100, tune=100); "
+        "posterior = fit_design(ds, config, 'two-step').tree['posterior']; "
+        "np.save(sys.argv[1], np.stack([posterior[name].values for name in ('E', 'k')]))"
+    )
+    env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={tmp_path / 'cache'}"}
+    for name in ("fresh", "cached"):  # the second run finds what the first compiled
+        subprocess.run([sys.executable, "-c", script, tmp_path / f"{name}.npy", olmo_ladder_nc], env=env, check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "fresh.npy"), np.load(tmp_path / "cached.npy"))
