@@ -22,6 +22,8 @@ import numpy as np
 import xarray as xr
 
 from bayesladder import __version__, schema
+from bayesladder.bayes import compilation
+from bayesladder.bayes.compilation import compile_block
 from bayesladder.bayes.data import ModelData, prepare, step1_design
 from bayesladder.bayes.priors import Prior, merge, to_json
 from bayesladder.bayes.stacking import Calibration, calibrate
@@ -77,11 +79,6 @@ RESAMPLE_SEED_OFFSET = 10_000  # a stuck block's second run: a seed no neighbour
 # task's floor meets its level, see BLOCK_SAMPLING): the micro ladder's nested fit on 1xC and 2xC, single-step,
 # diverged once at seeds 2 and 3 of 0-5 at 0.95 (on cloze, its slope in N at its lowest), at 0.99 at neither
 DIVERGENCE_TARGET_ACCEPT = 0.99
-# numba compiles each model without fast-math: with PyTensor's default fast-math flags a seed's draws depended on
-# whether numba compiled the model's operations afresh or loaded them from PyTensor's cache, so the first fit after
-# installing drew differently from every later one (OLMo paper ladder, 8 tasks, two-step, seed 0: min bulk ESS 1508
-# with a fresh cache, 1955 with a warm one); without it the draws are the same either way (2045 both)
-NUMBA_FASTMATH = False
 SAMPLE_STATS = ("diverging", "energy", "depth", "maxdepth_reached", "n_steps", "step_size")
 
 
@@ -329,13 +326,14 @@ def fit(ds: xr.Dataset, config: FitConfig, progress=None) -> LadderFit:
     """The nested backtest (stacking weights, discrepancy scales; ``bayes.stacking``), then every design fitted
     on the full ladder. ``progress``: None, or a callable taking one line of text per stage."""
     start = time.perf_counter()
-    config.check(ds)
-    calibration = calibrate(ds, config, progress)
-    tree = xr.DataTree()
-    for design in config.designs:
-        if progress is not None:
-            progress(f"fitting {design} on the full ladder ({config.chains} chains x {config.draws} draws)")
-        tree[design] = fit_design(ds, config, design).tree
+    runs = config.check(ds)
+    with compilation.compiling_ahead(_later_blocks(ds, runs, config), config.priors):
+        calibration = calibrate(ds, config, progress)
+        tree = xr.DataTree()
+        for design in config.designs:
+            if progress is not None:
+                progress(f"fitting {design} on the full ladder ({config.chains} chains x {config.draws} draws)")
+            tree[design] = fit_design(ds, config, design).tree
     return LadderFit(
         tree=tree,
         config=config,
@@ -346,16 +344,29 @@ def fit(ds: xr.Dataset, config: FitConfig, progress=None) -> LadderFit:
     )
 
 
+def _later_blocks(ds: xr.Dataset, runs: list[str], config: FitConfig) -> list[compilation.Job]:
+    """Each kind of block the config's designs sample but the first, on the full ladder's data: what a fit can compile
+    ahead (``compilation``). The nested backtest's fits of the same blocks then load most of their code from the
+    cache too: its operations, if not the whole function of their own data."""
+    jobs, seen = [], set()
+    for design in config.designs:
+        data = prepare(ds, runs, list(config.tasks), need_loss=fits_step1(design))
+        jobs += [(data, block) for block in DESIGNS[design] if block not in seen]
+        seen.update(DESIGNS[design])
+    return jobs[1:]
+
+
 def fit_design(ds: xr.Dataset, config: FitConfig, design: str) -> DesignFit:
     """One design on the config's ladder: each of its blocks sampled on its own, their draws paired."""
     runs = config.check(ds)
     data = prepare(ds, runs, list(config.tasks), need_loss=fits_step1(design))
     posteriors, stats, resampled = [], [], []
-    for block in DESIGNS[design]:
-        tree = sample_block(data, block, config)
-        posteriors.append(tree["posterior"].to_dataset())
-        stats.append(tree["sample_stats"].to_dataset()[list(SAMPLE_STATS)].expand_dims(block=[block]))
-        resampled += [tree.attrs["resampled"]] if "resampled" in tree.attrs else []
+    with compilation.compiling_ahead([(data, block) for block in DESIGNS[design][1:]], config.priors):
+        for block in DESIGNS[design]:
+            tree = sample_block(data, block, config)
+            posteriors.append(tree["posterior"].to_dataset())
+            stats.append(tree["sample_stats"].to_dataset()[list(SAMPLE_STATS)].expand_dims(block=[block]))
+            resampled += [tree.attrs["resampled"]] if "resampled" in tree.attrs else []
     tree = xr.DataTree.from_dict(
         {
             "posterior": xr.merge(posteriors, compat="override", join="exact"),
@@ -374,13 +385,10 @@ def sample_block(data: ModelData, block: str, config: FitConfig) -> xr.DataTree:
     whose draws diverged, once more at :data:`DIVERGENCE_TARGET_ACCEPT`. The tree's ``resampled`` attr says so, and
     the diagnostics judge the draws kept."""
     import nutpie
-    import pytensor
-
-    from bayesladder.bayes.model import build_model
 
     settings = BLOCK_SAMPLING[block]
-    with pytensor.config.change_flags(numba__fastmath=NUMBA_FASTMATH):
-        compiled = nutpie.compile_pymc_model(build_model(data, config.priors, blocks=(block,)))
+    compilation.wait_for(block)
+    compiled = compile_block(data, block, config.priors)
     target_accept = max(config.target_accept, settings["min_target_accept"])
 
     def run(seed: int) -> xr.DataTree:
