@@ -2,7 +2,9 @@
 
 A design's blocks share no parameter (``bayes.model``), so each is sampled on its own with nutpie, on every
 core, with the mass-matrix adaptation its geometry needs (``BLOCK_SAMPLING``). The blocks' draws are then paired chain
-by chain and draw by draw: they are independent, so every pairing is a draw from the joint posterior.
+by chain and draw by draw: they are independent, so every pairing is a draw from the joint posterior. Each block's
+model is compiled by ``bayes.compilation``, which compiles a fit's later blocks ahead in a second process while the
+compile cache lacks them.
 
 A saved fit holds the posterior, the sampler statistics (with a ``block`` dimension), the data the model saw
 (observed_data, constant_data) and, in attrs, the configuration, the dataset's content hash and path, the
