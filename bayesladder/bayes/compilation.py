@@ -48,6 +48,11 @@ def compile_block(data: ModelData, block: str, priors: Mapping[str, Prior]):
     return compiled
 
 
+def uncompiled(blocks: Sequence[str]) -> list[str]:
+    """Those of ``blocks`` whose code the cache lacks: no fit on this machine has compiled them yet."""
+    return [block for block in blocks if not _marker(block).exists()]
+
+
 def _marker(block: str) -> Path:
     """A file in PyTensor's cache folder saying this block's code is in the cache, for these versions of the
     packages that make it (so a purged cache, or an upgrade, compiles ahead again)."""
@@ -100,7 +105,8 @@ class _Child:
 def compiling_ahead(jobs: Sequence[Job], priors: Mapping[str, Prior]) -> Iterator[None]:
     """Compile in a child process, for as long as the context lasts, those of ``jobs`` whose block the cache lacks;
     unless an enclosing context (a fit's, around its designs') already does."""
-    jobs = [(data, block) for data, block in jobs if not _marker(block).exists()]
+    missing = set(uncompiled([block for _, block in jobs]))
+    jobs = [(data, block) for data, block in jobs if block in missing]
     if not jobs or _ACTIVE.get() is not None:
         yield
         return

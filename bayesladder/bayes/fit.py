@@ -25,7 +25,6 @@ import xarray as xr
 
 from bayesladder import __version__, schema
 from bayesladder.bayes import compilation
-from bayesladder.bayes.compilation import compile_block
 from bayesladder.bayes.data import ModelData, prepare, step1_design
 from bayesladder.bayes.priors import Prior, merge, to_json
 from bayesladder.bayes.stacking import Calibration, calibrate
@@ -350,12 +349,16 @@ def _later_blocks(ds: xr.Dataset, runs: list[str], config: FitConfig) -> list[co
     """Each kind of block the config's designs sample but the first, on the full ladder's data: what a fit can compile
     ahead (``compilation``). The nested backtest's fits of the same blocks then load most of their code from the
     cache too: its operations, if not the whole function of their own data."""
-    jobs, seen = [], set()
+    blocks = list(dict.fromkeys(block for design in config.designs for block in DESIGNS[design]))
+    wanted = set(compilation.uncompiled(blocks[1:]))  # preparing the data costs ~0.3 s: only for what is missing
+    jobs = []
     for design in config.designs:
-        data = prepare(ds, runs, list(config.tasks), need_loss=fits_step1(design))
-        jobs += [(data, block) for block in DESIGNS[design] if block not in seen]
-        seen.update(DESIGNS[design])
-    return jobs[1:]
+        todo = [block for block in DESIGNS[design] if block in wanted]
+        if todo:
+            data = prepare(ds, runs, list(config.tasks), need_loss=fits_step1(design))
+            jobs += [(data, block) for block in todo]
+            wanted -= set(todo)
+    return jobs
 
 
 def fit_design(ds: xr.Dataset, config: FitConfig, design: str) -> DesignFit:
@@ -390,7 +393,7 @@ def sample_block(data: ModelData, block: str, config: FitConfig) -> xr.DataTree:
 
     settings = BLOCK_SAMPLING[block]
     compilation.wait_for(block)
-    compiled = compile_block(data, block, config.priors)
+    compiled = compilation.compile_block(data, block, config.priors)
     target_accept = max(config.target_accept, settings["min_target_accept"])
 
     def run(seed: int) -> xr.DataTree:
