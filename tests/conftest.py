@@ -95,28 +95,39 @@ def olmo_final_only_nc(olmo_final_only_ds, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_fit(olmo_ladder_nc, tmp_path_factory):
-    """(fit file, CliRunner result) of the session's one tiny fit: 2 tasks, 2 chains x 100 draws on the paper
-    ladder, made through the CLI. Too short to pass the default diagnostics, which tests rely on."""
+    """(fit file, CliRunner result, the models it compiled here in order) of the session's one tiny fit: 2 tasks,
+    2 chains x 100 draws on the paper ladder, made through the CLI. Too short to pass the default diagnostics, which
+    tests rely on."""
+    from bayesladder.bayes import compilation
+
     path = tmp_path_factory.mktemp("bayes") / "fit.nc"
-    result = invoke(
-        "fit",
-        "--data",
-        olmo_ladder_nc,
-        "--ladder",
-        "paper",
-        "--tasks",
-        ",".join(FIT_TASKS),
-        *TINY,
-        "-o",
-        path,
-        "--json",
-    )
-    return path, result
+    compiled, compile_block = [], compilation.compile_block
+
+    def recorded(data, job, priors):
+        compiled.append(job)
+        return compile_block(data, job, priors)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compilation, "compile_block", recorded)
+        result = invoke(
+            "fit",
+            "--data",
+            olmo_ladder_nc,
+            "--ladder",
+            "paper",
+            "--tasks",
+            ",".join(FIT_TASKS),
+            *TINY,
+            "-o",
+            path,
+            "--json",
+        )
+    return path, result, compiled
 
 
 @pytest.fixture(scope="session")
 def fit_file(tiny_fit):
-    path, result = tiny_fit
+    path, result, _ = tiny_fit
     assert path.is_file(), (result.exit_code, result.output, result.exception)
     return path
 

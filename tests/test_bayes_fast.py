@@ -90,7 +90,7 @@ def records(result) -> list[dict]:
 
 
 def test_fit_with_tiny_draws_fails_diagnostics_loudly_but_writes_the_file(tiny_fit):
-    path, result = tiny_fit
+    path, result, _ = tiny_fit
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     assert "DIAGNOSTICS FAILED" in result.stderr
     assert "ESS" in result.stderr  # 2 x 100 draws cannot reach an ESS of 400

@@ -109,7 +109,7 @@ def test_check_writable_probes_without_leaving_anything(tmp_path):
 
 
 def test_fit_says_what_it_fitted_what_the_diagnostics_mean_and_what_to_run_next(tiny_fit, olmo_ladder_nc):
-    path, result = tiny_fit
+    path, result, _ = tiny_fit
     err = result.stderr
     assert f"fitting two-step and single-step to {olmo_ladder_nc}: 16 runs (sizes 190M, 370M, 760M, 1B;" in err
     assert "lengths 1xC, 2xC, 5xC, 10xC) and 4 independent reruns of them" in err

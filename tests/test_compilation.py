@@ -1,4 +1,4 @@
-"""Compiling ahead: a fit whose blocks the compile cache lacks compiles the later ones in a child process. The child
+"""Compiling ahead: a fit whose models the compile cache lacks compiles the later ones in a child process. The child
 only fills the cache, so a fit's draws must not depend on it, and a child that fails must cost nothing but time."""
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from bayesladder.bayes import compilation
-from bayesladder.bayes.data import prepare
-from bayesladder.bayes.fit import FitConfig, fit_design
+from bayesladder.bayes.fit import FitConfig, LadderFit, design_jobs, fit_design, fit_jobs
 from bayesladder.ladder import PRESETS
 
 CONFIG = FitConfig(tasks=("piqa",), selection=PRESETS["paper"], chains=2, draws=50, tune=50)
@@ -33,7 +32,8 @@ def children(monkeypatch):
 def test_a_fit_samples_the_same_draws_when_its_compile_ahead_child_fails(olmo_ladder_ds, children, tmp_path,
                                                                          monkeypatch):  # fmt: skip
     expected = fit_design(olmo_ladder_ds, CONFIG, "two-step").posterior
-    monkeypatch.setattr(compilation, "_marker", lambda block: tmp_path / block)  # a cache that lacks every block
+    children.clear()  # a child compiled it ahead, or the cache had it already
+    monkeypatch.setattr(compilation, "_marker", lambda job, priors: tmp_path / job.block)  # a cache that lacks all
     monkeypatch.setattr(sys, "executable", "/bin/false")  # a child that exits at once, having compiled nothing
     got = fit_design(olmo_ladder_ds, CONFIG, "two-step").posterior
     assert [child.pending for child in children] == [set()]  # started for the accuracy block; not waited on forever
@@ -43,15 +43,26 @@ def test_a_fit_samples_the_same_draws_when_its_compile_ahead_child_fails(olmo_la
     assert {path.name for path in tmp_path.iterdir()} == {"loss", "accuracy"}  # compiled here, so marked
 
 
-def test_no_child_is_started_for_blocks_the_cache_has(olmo_ladder_ds, children, tmp_path, monkeypatch):
-    monkeypatch.setattr(compilation, "_marker", lambda block: tmp_path / block)
+def test_no_child_is_started_for_models_the_cache_has(olmo_ladder_ds, children, tmp_path, monkeypatch):
+    monkeypatch.setattr(compilation, "_marker", lambda job, priors: tmp_path / f"{job.block}-{len(job.runs)}")
     monkeypatch.setattr(sys, "executable", "/bin/false")
-    data = prepare(olmo_ladder_ds, CONFIG.check(olmo_ladder_ds), list(CONFIG.tasks), need_loss=True)
-    (tmp_path / "accuracy").touch()
-    with compilation.compiling_ahead([(data, "accuracy")], CONFIG.priors):
-        compilation.wait_for("accuracy")
+    two_step = design_jobs(olmo_ladder_ds, CONFIG, "two-step")
+    single_step = design_jobs(olmo_ladder_ds, CONFIG, "single-step")
+    (tmp_path / f"accuracy-{len(two_step[1].runs)}").touch()
+    with compilation.compiling_ahead(olmo_ladder_ds, two_step[1:], CONFIG.priors):
+        compilation.wait_for(two_step[1])
     assert children == []
-    with compilation.compiling_ahead([(data, "accuracy"), (data, "direct")], CONFIG.priors):
-        with compilation.compiling_ahead([(data, "direct")], CONFIG.priors):  # a fit's design: the fit's child does
-            compilation.wait_for("direct")
-    assert [child.pending for child in children] == [set()]  # the direct block alone, then waited on
+    with compilation.compiling_ahead(olmo_ladder_ds, [*two_step[1:], *single_step], CONFIG.priors):
+        with compilation.compiling_ahead(olmo_ladder_ds, single_step, CONFIG.priors):  # a design: the fit's child does
+            compilation.wait_for(single_step[0])
+    assert [child.pending for child in children] == [set()]  # the single-step model alone, then waited on
+
+
+def test_a_fit_compiles_ahead_the_models_it_samples(tiny_fit, olmo_ladder_ds):
+    """What a fit compiles ahead is what it then samples, in order: each nested split's models and the full ladder's
+    (a refit without failing tasks aside, which is decided as it happens)."""
+    path, _, compiled = tiny_fit
+    config = LadderFit.load(path).config
+    ahead = fit_jobs(olmo_ladder_ds, config, config.check(olmo_ladder_ds))
+    assert [job for job in compiled if job.tasks == config.tasks] == ahead
+    assert len({job.runs for job in ahead}) == 3  # the size split's, the length split's, the full ladder's

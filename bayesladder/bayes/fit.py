@@ -25,9 +25,9 @@ import xarray as xr
 
 from bayesladder import __version__, schema
 from bayesladder.bayes import compilation
-from bayesladder.bayes.data import ModelData, prepare, step1_design
+from bayesladder.bayes.data import ModelData, step1_design
 from bayesladder.bayes.priors import Prior, merge, to_json
-from bayesladder.bayes.stacking import Calibration, calibrate
+from bayesladder.bayes.stacking import Calibration, calibrate, calibration_splits, nested_config
 from bayesladder.errors import BayesLadderError
 from bayesladder.extrapolation import Extent
 from bayesladder.ladder import LadderSelection, check_sizes, check_tasks, select_runs
@@ -328,7 +328,7 @@ def fit(ds: xr.Dataset, config: FitConfig, progress=None) -> LadderFit:
     on the full ladder. ``progress``: None, or a callable taking one line of text per stage."""
     start = time.perf_counter()
     runs = config.check(ds)
-    with compilation.compiling_ahead(_later_blocks(ds, runs, config), config.priors):
+    with compilation.compiling_ahead(ds, fit_jobs(ds, config, runs)[1:], config.priors):
         calibration = calibrate(ds, config, progress)
         tree = xr.DataTree()
         for design in config.designs:
@@ -345,32 +345,32 @@ def fit(ds: xr.Dataset, config: FitConfig, progress=None) -> LadderFit:
     )
 
 
-def _later_blocks(ds: xr.Dataset, runs: list[str], config: FitConfig) -> list[compilation.Job]:
-    """Each kind of block the config's designs sample but the first, on the full ladder's data: what a fit can compile
-    ahead (``compilation``). The nested backtest's fits of the same blocks then load most of their code from the
-    cache too: its operations, if not the whole function of their own data."""
-    blocks = list(dict.fromkeys(block for design in config.designs for block in DESIGNS[design]))
-    wanted = set(compilation.uncompiled(blocks[1:]))  # preparing the data costs ~0.3 s: only for what is missing
-    jobs = []
-    for design in config.designs:
-        todo = [block for block in DESIGNS[design] if block in wanted]
-        if todo:
-            data = prepare(ds, runs, list(config.tasks), need_loss=fits_step1(design))
-            jobs += [(data, block) for block in todo]
-            wanted -= set(todo)
-    return jobs
+def fit_jobs(ds: xr.Dataset, config: FitConfig, runs: list[str]) -> list[compilation.Job]:
+    """Every model :func:`fit` samples, in order: each nested split's designs, then the full ladder's (not the refits
+    without failing tasks, which are decided as they happen): what a fit can compile ahead (``compilation``)."""
+    configs = [nested_config(config, split) for split in calibration_splits(ds, runs)] + [config]
+    dataset = schema.content_hash(ds)
+    return [job for each in configs for design in config.designs for job in design_jobs(ds, each, design, dataset)]
+
+
+def design_jobs(ds: xr.Dataset, config: FitConfig, design: str, dataset: str | None = None) -> list[compilation.Job]:
+    """The models of a design's blocks on the config's ladder, in the order they are sampled; ``dataset``: the
+    dataset's content hash, when known."""
+    runs, need_loss = tuple(config.check(ds)), fits_step1(design)
+    dataset = dataset or schema.content_hash(ds)
+    return [compilation.Job(dataset, runs, tuple(config.tasks), need_loss, block) for block in DESIGNS[design]]
 
 
 def fit_design(ds: xr.Dataset, config: FitConfig, design: str) -> DesignFit:
     """One design on the config's ladder: each of its blocks sampled on its own, their draws paired."""
-    runs = config.check(ds)
-    data = prepare(ds, runs, list(config.tasks), need_loss=fits_step1(design))
+    jobs = design_jobs(ds, config, design)
+    data = jobs[0].data(ds)  # the same for every block of a design
     posteriors, stats, resampled = [], [], []
-    with compilation.compiling_ahead([(data, block) for block in DESIGNS[design][1:]], config.priors):
-        for block in DESIGNS[design]:
-            tree = sample_block(data, block, config)
+    with compilation.compiling_ahead(ds, jobs[1:], config.priors):
+        for job in jobs:
+            tree = sample_block(data, job, config)
             posteriors.append(tree["posterior"].to_dataset())
-            stats.append(tree["sample_stats"].to_dataset()[list(SAMPLE_STATS)].expand_dims(block=[block]))
+            stats.append(tree["sample_stats"].to_dataset()[list(SAMPLE_STATS)].expand_dims(block=[job.block]))
             resampled += [tree.attrs["resampled"]] if "resampled" in tree.attrs else []
     tree = xr.DataTree.from_dict(
         {
@@ -384,16 +384,17 @@ def fit_design(ds: xr.Dataset, config: FitConfig, design: str) -> DesignFit:
     return DesignFit(design, tree)
 
 
-def sample_block(data: ModelData, block: str, config: FitConfig) -> xr.DataTree:
+def sample_block(data: ModelData, job: compilation.Job, config: FitConfig) -> xr.DataTree:
     """One block's draws (thinned, see ``BLOCK_SAMPLING``). A block with a chain stuck in warmup
     (:func:`stuck_chains`) is sampled once more from new starting points (seed + :data:`RESAMPLE_SEED_OFFSET`); one
     whose draws diverged, once more at :data:`DIVERGENCE_TARGET_ACCEPT`. The tree's ``resampled`` attr says so, and
     the diagnostics judge the draws kept."""
     import nutpie
 
+    block = job.block
     settings = BLOCK_SAMPLING[block]
-    compilation.wait_for(block)
-    compiled = compilation.compile_block(data, block, config.priors)
+    compilation.wait_for(job)
+    compiled = compilation.compile_block(data, job, config.priors)
     target_accept = max(config.target_accept, settings["min_target_accept"])
 
     def run(seed: int) -> xr.DataTree:

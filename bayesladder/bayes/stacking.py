@@ -194,6 +194,12 @@ def nested_split(ds: xr.Dataset, runs: list[str], axis: str = "size") -> NestedS
     return split
 
 
+def nested_config(config, split: NestedSplit):
+    """The config (a ``FitConfig``) of a split's nested fits: the ladder's runs of the split's fitted sizes or
+    lengths."""
+    return replace(config, selection=replace(config.selection, **{f"{split.axis}s": split.fitted}))
+
+
 def held_out_runs(ds: xr.Dataset, runs: list[str], split: NestedSplit) -> list[str]:
     """The runs a split predicts: those of its held-out sizes; on the length split, the runs of its held-out lengths
     whose sizes it fitted (a pure extrapolation in tokens per parameter)."""
@@ -228,9 +234,8 @@ def calibrate(ds: xr.Dataset, config, progress=None) -> Calibration:
 def _score_split(ds: xr.Dataset, config, runs: list[str], split: NestedSplit, progress) -> tuple[dict, list[dict]]:
     """Every design fitted on one split's fitted part and scored on its held-out runs: (per design the held-out
     values' predictive densities at its kappa, (runs, tasks); per design a row of the calibration's scores)."""
-    nested_config = replace(config, selection=replace(config.selection, **{f"{split.axis}s": split.fitted}))
     held_out = held_out_runs(ds, runs, split)
-    nested = _nested_fits(ds, nested_config, split, progress)
+    nested = _nested_fits(ds, nested_config(config, split), split, progress)
     left_out = {task for fit in nested.values() for task in fit.left_out}
     tasks = [t for t in config.tasks if t not in left_out]  # never empty: _nested_fits leaves some task in
     actual = np.array([[float(actual_final(ds, r).loc[t, "accuracy"]) for t in tasks] for r in held_out])
