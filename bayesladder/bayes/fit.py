@@ -3,7 +3,7 @@
 A design's blocks share no parameter (``bayes.model``), so each is sampled on its own with nutpie, on every
 core, with the mass-matrix adaptation its geometry needs (``BLOCK_SAMPLING``). The blocks' draws are then paired chain
 by chain and draw by draw: they are independent, so every pairing is a draw from the joint posterior. Each block's
-model is compiled by ``bayes.compilation``, which compiles a fit's later blocks ahead in a second process while the
+model is compiled by ``bayes.compilation``, which compiles a fit's later models ahead in a second process while the
 compile cache lacks them.
 
 A saved fit holds the posterior, the sampler statistics (with a ``block`` dimension), the data the model saw
