@@ -44,11 +44,11 @@ def test_a_fit_samples_the_same_draws_when_its_compile_ahead_child_fails(olmo_la
 
 
 def test_no_child_is_started_for_models_the_cache_has(olmo_ladder_ds, children, tmp_path, monkeypatch):
-    monkeypatch.setattr(compilation, "_marker", lambda job, priors: tmp_path / f"{job.block}-{len(job.runs)}")
+    monkeypatch.setattr(compilation, "_marker", lambda job, priors: tmp_path / job.block)
     monkeypatch.setattr(sys, "executable", "/bin/false")
     two_step = design_jobs(olmo_ladder_ds, CONFIG, "two-step")
     single_step = design_jobs(olmo_ladder_ds, CONFIG, "single-step")
-    (tmp_path / f"accuracy-{len(two_step[1].runs)}").touch()
+    (tmp_path / "accuracy").touch()
     with compilation.compiling_ahead(olmo_ladder_ds, two_step[1:], CONFIG.priors):
         compilation.wait_for(two_step[1])
     assert children == []
@@ -56,6 +56,16 @@ def test_no_child_is_started_for_models_the_cache_has(olmo_ladder_ds, children, 
         with compilation.compiling_ahead(olmo_ladder_ds, single_step, CONFIG.priors):  # a design: the fit's child does
             compilation.wait_for(single_step[0])
     assert [child.pending for child in children] == [set()]  # the single-step model alone, then waited on
+
+
+def test_the_cache_is_asked_for_each_model_of_its_own_runs_and_dataset(olmo_ladder_ds):
+    """A model of other runs (a nested split's) or of another dataset is not taken for one the cache has: a dataset
+    fitted for the first time compiles every model ahead, though models of its blocks were compiled before."""
+    jobs = fit_jobs(olmo_ladder_ds, CONFIG, CONFIG.check(olmo_ladder_ds))
+    other = fit_jobs(olmo_ladder_ds.isel(checkpoint=slice(-1)), CONFIG, CONFIG.check(olmo_ladder_ds))
+    markers = [compilation._marker(job, CONFIG.priors) for job in [*jobs, *other]]
+    assert len(set(markers)) == len(markers) == 18
+    assert compilation.uncompiled([*jobs, *jobs], CONFIG.priors) == compilation.uncompiled(jobs, CONFIG.priors)
 
 
 def test_a_fit_compiles_ahead_the_models_it_samples(tiny_fit, olmo_ladder_ds):
