@@ -193,6 +193,18 @@ def test_lengths_resolve_from_the_dataset(simulated_fit):
     assert by_name[("2B", "2xC")].tokens == pytest.approx(2e9 * 40) and by_name[("2B", "2xC")].kind == "new size"
 
 
+def test_by_default_a_target_trained_as_long_as_the_ladder_is_offered_a_new_size_below_it(simulated_fit):
+    # the target's own size costs as much as the target at the ladder's 1xC: without a size between the ladder and
+    # the target, as on a ladder of one length, the default would offer reruns alone
+    ds, fitted = simulated_fit
+    target = Target("640M-1xC", 640e6, 640e6 * 20)
+    rungs = resolve_candidates(ds, fitted, target)
+    new = [r for r in rungs if r.kind == "new size"]
+    assert new and all(160e6 < r.n_params < 640e6 for r in new)
+    assert all(r.flops < 6 * target.n_params * target.tokens for r in rungs)
+    assert {r.size for r in rungs if r.kind == "rerun"} == set(fitted.sizes)
+
+
 # ---------------------------------------------------------------- the command, on the session's tiny OLMo fit
 @pytest.fixture(scope="session")
 def plan_json(fit_file, tmp_path_factory):

@@ -60,7 +60,8 @@ def resolve_candidates(
     """The candidate rungs: the rows of ``table`` (columns size, length and, for what ``ds`` does not know, n_params
     and tokens), or ``sizes`` x ``lengths``. Sizes are labels of ``ds`` or ``LABEL=N``; lengths are labels of
     ``ds``, multiples like ``3xC``, or ``LABEL=D``. Without either, the default: the fit's sizes, the dataset's
-    other sizes below the target's N and the target's own size, at the fit's lengths, each cheaper than the target."""
+    other sizes below the target's N, a new size midway between the fit's largest and the target where the dataset
+    has none between them, and the target's own size, at the fit's lengths, each cheaper than the target."""
     fit_runs = select_runs(ds, fitted.config.selection)
     fit_lengths = list(dict.fromkeys(map(str, ds["length"].sel(run=fit_runs).values)))
     pairs: list[tuple[str, str, float | None, float | None]]
@@ -77,7 +78,7 @@ def resolve_candidates(
         own = target_size or _label(target.n_params)
         ladder = {str(s): float(n) for s, n in zip(ds["size"].values, ds["n_params"].values)}
         below = [s for s, n in ladder.items() if s not in fitted.sizes and n < target.n_params * (1 - SAME_SIZE)]
-        chosen = list(dict.fromkeys([*fitted.sizes, *below]))
+        chosen = list(dict.fromkeys([*fitted.sizes, *below, *_midway(fitted, ladder, below, target.n_params)]))
         if own not in chosen:
             chosen.append(own if own in ladder else f"{own}={target.n_params:.6g}")
         pairs = [(s, v, None, None) for s in chosen for v in fit_lengths]
@@ -104,6 +105,18 @@ def resolve_candidates(
     if not rungs:
         raise BayesLadderError("no candidate rung: give --sizes/--lengths or --candidates")
     return rungs
+
+
+def _midway(fitted, ladder: dict[str, float], below: list[str], target_n: float) -> list[str]:
+    """A new size (``LABEL=N``) at the geometric middle of the fit's largest N and the target's, where no size of the
+    dataset lies between them: without it a ladder of one length, whose target's own size costs as much as the
+    target at every fitted length, would be offered reruns alone."""
+    largest = float(np.exp(np.max(fitted.data.size_x) + fitted.data.log_n_ref))
+    if target_n <= largest * np.exp(2 * SAME_SIZE) or any(ladder[s] > largest for s in below):
+        return []
+    n_params = float(np.sqrt(largest * target_n))
+    label = _label(n_params)
+    return [] if label in ladder else [f"{label}={n_params:.6g}"]
 
 
 def read_candidates(path: str | Path) -> pd.DataFrame:
