@@ -49,10 +49,10 @@ def test_no_child_is_started_for_models_the_cache_has(olmo_ladder_ds, children, 
     two_step = design_jobs(olmo_ladder_ds, CONFIG, "two-step")
     single_step = design_jobs(olmo_ladder_ds, CONFIG, "single-step")
     (tmp_path / "accuracy").touch()
-    with compilation.compiling_ahead(olmo_ladder_ds, two_step[1:], CONFIG.priors):
+    with compilation.compiling_ahead(olmo_ladder_ds, two_step, CONFIG.priors):
         compilation.wait_for(two_step[1])
     assert children == []
-    with compilation.compiling_ahead(olmo_ladder_ds, [*two_step[1:], *single_step], CONFIG.priors):
+    with compilation.compiling_ahead(olmo_ladder_ds, [*two_step, *single_step], CONFIG.priors):
         with compilation.compiling_ahead(olmo_ladder_ds, single_step, CONFIG.priors):  # a design: the fit's child does
             compilation.wait_for(single_step[0])
     assert [child.pending for child in children] == [set()]  # the single-step model alone, then waited on

@@ -125,8 +125,9 @@ class _Child:
 @contextlib.contextmanager
 def compiling_ahead(ds: xr.Dataset, jobs: Sequence[Job], priors: Mapping[str, Prior]) -> Iterator[None]:
     """Compile in a child process, for as long as the context lasts and in their order, those of ``jobs`` (models of
-    ``ds``) that the cache lacks; unless an enclosing context (a fit's, around its designs') already does."""
-    if _ACTIVE.get() is not None or not (jobs := uncompiled(jobs, priors)):
+    ``ds``, in the order the caller samples them) that the cache lacks, but the first, which the caller compiles at
+    once itself; unless an enclosing context (a fit's, around its designs') already does."""
+    if _ACTIVE.get() is not None or not (jobs := uncompiled(jobs[1:], priors)):
         yield
         return
     child = _Child(ds, jobs, priors)

@@ -328,7 +328,7 @@ def fit(ds: xr.Dataset, config: FitConfig, progress=None) -> LadderFit:
     on the full ladder. ``progress``: None, or a callable taking one line of text per stage."""
     start = time.perf_counter()
     runs = config.check(ds)
-    with compilation.compiling_ahead(ds, fit_jobs(ds, config, runs)[1:], config.priors):
+    with compilation.compiling_ahead(ds, fit_jobs(ds, config, runs), config.priors):
         calibration = calibrate(ds, config, progress)
         tree = xr.DataTree()
         for design in config.designs:
@@ -366,7 +366,7 @@ def fit_design(ds: xr.Dataset, config: FitConfig, design: str) -> DesignFit:
     jobs = design_jobs(ds, config, design)
     data = jobs[0].data(ds)  # the same for every block of a design
     posteriors, stats, resampled = [], [], []
-    with compilation.compiling_ahead(ds, jobs[1:], config.priors):
+    with compilation.compiling_ahead(ds, jobs, config.priors):
         for job in jobs:
             tree = sample_block(data, job, config)
             posteriors.append(tree["posterior"].to_dataset())
